@@ -1,0 +1,85 @@
+"""The envelope every message travels in, locally and between nodes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tektree._ids import ActorId
+
+if TYPE_CHECKING:
+    from tektree._reply import ReplySlot
+
+
+class Envelope:
+    """A message with its routing and tracing metadata.
+
+    Wire fields: ``message_id`` (unique in the cluster: node incarnation + sequence), ``target``,
+    ``sender`` (the actor that sent it, if any), ``reply_to`` (the node that waits for the reply
+    of an ask), ``correlation_id`` (the ask's reply key), ``trace_id`` (the request it belongs
+    to, carried into every log line), ``deadline`` (unix seconds after which nobody waits for the
+    reply) and ``message`` (a registered message instance).
+
+    Local-only fields, never encoded: ``reply`` (the slot an ask waits on) and ``from_timer``
+    (timer ticks do not count as activity for passivation).
+
+    A plain slotted class, not attrs: it is built once per message on the hottest path.
+    """
+
+    __slots__ = (
+        "correlation_id",
+        "deadline",
+        "from_timer",
+        "message",
+        "message_id",
+        "reply",
+        "reply_to",
+        "sender",
+        "target",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        message_id: str,
+        target: ActorId,
+        message: Any,
+        sender: ActorId | None = None,
+        reply_to: str | None = None,
+        correlation_id: str | None = None,
+        trace_id: str | None = None,
+        deadline: float | None = None,
+        reply: ReplySlot | None = None,
+        from_timer: bool = False,
+    ) -> None:
+        self.message_id = message_id
+        self.target = target
+        self.message = message
+        self.sender = sender
+        self.reply_to = reply_to
+        self.correlation_id = correlation_id
+        self.trace_id = trace_id
+        self.deadline = deadline
+        self.reply = reply
+        self.from_timer = from_timer
+
+    def __repr__(self) -> str:
+        return (
+            f"Envelope(message_id={self.message_id!r}, target={self.target}, "
+            f"message={self.message!r}, sender={self.sender}, trace_id={self.trace_id!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Envelope):
+            return NotImplemented
+        return (
+            self.message_id == other.message_id
+            and self.target == other.target
+            and self.message == other.message
+            and self.sender == other.sender
+            and self.reply_to == other.reply_to
+            and self.correlation_id == other.correlation_id
+            and self.trace_id == other.trace_id
+            and self.deadline == other.deadline
+        )
+
+    __hash__ = None  # type: ignore[assignment]
