@@ -1,0 +1,112 @@
+"""Persistence for the TekTree runtime: document stores, the journal, the outbox.
+
+Domain-free: the kernel's own collections (``journal``, ``snapshots``, ``events``) are declared
+here; domain code declares its collections' indexes with ``store.ensure_index``.
+"""
+
+from tektree.persistence._errors import (
+    DuplicateEvent,
+    DuplicateKeyError,
+    InvalidCursor,
+    InvalidDocument,
+    InvalidQuery,
+    JournalConflict,
+    StoreClosed,
+    StoreError,
+    StoreUnavailable,
+    UnsupportedOperator,
+)
+from tektree.persistence._events import DomainEvent, format_timestamp, utc_now
+from tektree.persistence._journal import (
+    JOURNAL,
+    SNAPSHOTS,
+    Journal,
+    JournalEvent,
+    Recovery,
+    Snapshot,
+    StoredEvent,
+)
+from tektree.persistence._metrics import (
+    OperationStats,
+    StoreCollector,
+    StoreStatistics,
+)
+from tektree.persistence._mongo import MongoStore, mask_url
+from tektree.persistence._open import (
+    KERNEL_INDEXES,
+    StoreSettings,
+    ensure_kernel_indexes,
+    open_store,
+)
+from tektree.persistence._outbox import (
+    EVENTS,
+    Deduplicator,
+    DurableDeduplicator,
+    OutboxRelay,
+    replay,
+)
+from tektree.persistence._protocol import (
+    Capabilities,
+    Document,
+    DocumentStore,
+    Filter,
+    Health,
+    IndexSpec,
+    Page,
+    SortSpec,
+    Update,
+)
+from tektree.persistence._query import FILTER_OPERATORS, UPDATE_OPERATORS
+from tektree.persistence._sqlite import SqliteStore
+from tektree.persistence._unit import CommitNotifier, Unit
+
+__all__ = [
+    "EVENTS",
+    "FILTER_OPERATORS",
+    "JOURNAL",
+    "KERNEL_INDEXES",
+    "SNAPSHOTS",
+    "UPDATE_OPERATORS",
+    "Capabilities",
+    "CommitNotifier",
+    "Deduplicator",
+    "Document",
+    "DocumentStore",
+    "DomainEvent",
+    "DuplicateEvent",
+    "DuplicateKeyError",
+    "DurableDeduplicator",
+    "Filter",
+    "Health",
+    "IndexSpec",
+    "InvalidCursor",
+    "InvalidDocument",
+    "InvalidQuery",
+    "Journal",
+    "JournalConflict",
+    "JournalEvent",
+    "MongoStore",
+    "OperationStats",
+    "OutboxRelay",
+    "Page",
+    "Recovery",
+    "Snapshot",
+    "SortSpec",
+    "SqliteStore",
+    "StoreClosed",
+    "StoreCollector",
+    "StoreError",
+    "StoreSettings",
+    "StoreStatistics",
+    "StoreUnavailable",
+    "StoredEvent",
+    "Unit",
+    "UnsupportedOperator",
+    "Update",
+    "ensure_kernel_indexes",
+    "format_timestamp",
+    "mask_url",
+    "open_store",
+    "replay",
+    "utc_now",
+]

@@ -1,0 +1,66 @@
+"""Domain events: the envelope of the seed's ``events`` collection, as a frozen value."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+from tektree.persistence._errors import InvalidDocument
+
+ENVELOPE_FIELDS: Final = (
+    "event_id",
+    "event_type",
+    "event_version",
+    "timestamp",
+    "trace_id",
+    "correlation_id",
+    "source_service",
+    "producer_id",
+    "metadata",
+    "payload",
+)
+
+
+def format_timestamp(when: dt.datetime) -> str:
+    """UTC ISO 8601 with microseconds and ``Z``: fixed width, so strings sort as times."""
+    if when.tzinfo is None:
+        raise ValueError(f"timestamp {when!r} is naive; pass an aware datetime (UTC)")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utc_now() -> str:
+    return format_timestamp(dt.datetime.now(dt.UTC))
+
+
+@attrs.frozen(kw_only=True)
+class DomainEvent:
+    """One domain event, e.g. ``gamification.xp.earned``; ``event_id`` is its dedupe key."""
+
+    event_type: str
+    payload: dict[str, Any] = attrs.Factory(dict)
+    event_id: str = attrs.Factory(lambda: f"evt_{uuid.uuid4().hex}")
+    event_version: str = "1.0.0"
+    timestamp: str = attrs.Factory(utc_now)
+    trace_id: str | None = None
+    correlation_id: str | None = None
+    source_service: str = "tektree"
+    producer_id: str = ""
+    metadata: dict[str, Any] = attrs.Factory(dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in ENVELOPE_FIELDS}
+
+
+def event_document(event: DomainEvent | Mapping[str, Any]) -> dict[str, Any]:
+    """The stored form of an event: its envelope, ``_id = event_id``, ``published: false``."""
+    data = event.to_dict() if isinstance(event, DomainEvent) else dict(event)
+    missing = [f for f in ("event_id", "event_type", "timestamp") if not data.get(f)]
+    if missing:
+        raise InvalidDocument("events", f"event {data!r} lacks {', '.join(missing)}")
+    doc = {"_id": data["event_id"], **data}
+    doc["published"] = False
+    return doc

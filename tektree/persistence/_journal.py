@@ -1,0 +1,229 @@
+"""The journal and snapshots of event-sourced actors, on any ``DocumentStore``.
+
+An actor's journal is its events numbered ``seq`` = 1, 2, 3, ... with no gaps. One activation
+writes an actor's journal at a time (the cluster lease guarantees it; ``fencing_token`` records
+which lease wrote each event); the unique index on ``(actor_id, seq)`` is the safety net that
+turns a stale writer's append into ``JournalConflict`` instead of a fork.
+
+Appends of different actors from concurrent tasks are group-committed by the store. The next
+``seq`` of each actor is cached after the first append or recovery; any failed append drops the
+cache so the next one re-reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final, NamedTuple
+
+import attrs
+import trio
+
+from tektree.persistence._errors import DuplicateEvent, DuplicateKeyError, JournalConflict
+from tektree.persistence._events import utc_now
+from tektree.persistence._protocol import DocumentStore, IndexSpec
+
+JOURNAL: Final = "journal"
+SNAPSHOTS: Final = "snapshots"
+JOURNAL_INDEXES: Final = (
+    (JOURNAL, IndexSpec(fields=(("actor_id", 1), ("seq", 1)), unique=True, name="actor_seq")),
+    (
+        JOURNAL,
+        IndexSpec(fields=(("actor_id", 1), ("event_id", 1)), unique=True, name="actor_event"),
+    ),
+)
+_PAGE: Final = 1000
+
+
+@attrs.frozen(kw_only=True)
+class JournalEvent:
+    """An event to append: ``event_id`` is unique within the actor's journal (the dedupe key)."""
+
+    event_id: str
+    event_type: str
+    data: dict[str, Any] = attrs.Factory(dict)
+
+
+@attrs.frozen(kw_only=True)
+class StoredEvent:
+    """An event as the journal holds it."""
+
+    actor_id: str
+    seq: int
+    event_id: str
+    event_type: str
+    data: dict[str, Any]
+    timestamp: str
+    fencing_token: int | None = None
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> StoredEvent:
+        return cls(
+            actor_id=doc["actor_id"],
+            seq=doc["seq"],
+            event_id=doc["event_id"],
+            event_type=doc["event_type"],
+            data=doc["data"],
+            timestamp=doc["timestamp"],
+            fencing_token=doc.get("fencing_token"),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Snapshot:
+    seq: int
+    state: dict[str, Any]
+
+
+class Recovery(NamedTuple):
+    """What an activation needs: ``state`` (``None`` without snapshot), the snapshot's ``seq``
+    (0 without), and the events after it, to fold onto the state."""
+
+    state: dict[str, Any] | None
+    snapshot_seq: int
+    events: list[StoredEvent]
+
+
+class Journal:
+    """Append, read, snapshot and recover actors' journals."""
+
+    def __init__(self, store: DocumentStore) -> None:
+        self._store = store
+        self._heads: dict[str, int] = {}
+        self._locks: dict[str, trio.Lock] = {}
+
+    async def append(
+        self,
+        actor_id: str,
+        events: Sequence[JournalEvent],
+        *,
+        fencing_token: int | None = None,
+        skip_duplicates: bool = False,
+    ) -> list[StoredEvent]:
+        """Append ``events`` atomically with the next contiguous ``seq`` numbers.
+
+        Returns the events stored. An ``event_id`` already in the journal raises
+        ``DuplicateEvent``, or with ``skip_duplicates=True`` (idempotent redelivery) is left out
+        of the append and of the result.
+        """
+        ids = [e.event_id for e in events]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise DuplicateEvent(actor_id, dup)
+        lock = self._locks.setdefault(actor_id, trio.Lock())
+        try:
+            async with lock:
+                return await self._append_locked(actor_id, events, fencing_token, skip_duplicates)
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._locks.pop(actor_id, None)
+
+    async def _append_locked(
+        self,
+        actor_id: str,
+        events: Sequence[JournalEvent],
+        fencing_token: int | None,
+        skip_duplicates: bool,
+    ) -> list[StoredEvent]:
+        if skip_duplicates and events:
+            page = await self._store.find(
+                JOURNAL,
+                {"actor_id": actor_id, "event_id": {"$in": [e.event_id for e in events]}},
+            )
+            seen = {doc["event_id"] for doc in page.items}
+            events = [e for e in events if e.event_id not in seen]
+        if not events:
+            await trio.lowlevel.checkpoint()
+            return []
+        head = self._heads.get(actor_id)
+        if head is None:
+            head = await self.last_seq(actor_id)
+        now = utc_now()
+        stored = [
+            StoredEvent(
+                actor_id=actor_id,
+                seq=head + i,
+                event_id=e.event_id,
+                event_type=e.event_type,
+                data=e.data,
+                timestamp=now,
+                fencing_token=fencing_token,
+            )
+            for i, e in enumerate(events, start=1)
+        ]
+        docs = [
+            {
+                "_id": f"{actor_id}#{s.seq}",
+                "actor_id": actor_id,
+                "seq": s.seq,
+                "event_id": s.event_id,
+                "event_type": s.event_type,
+                "data": s.data,
+                "timestamp": now,
+                "fencing_token": fencing_token,
+            }
+            for s in stored
+        ]
+        try:
+            async with self._store.unit() as unit:
+                unit.insert_many(JOURNAL, docs)
+        except DuplicateKeyError as exc:
+            self._heads.pop(actor_id, None)
+            if exc.index == "actor_event":
+                if skip_duplicates:  # a concurrent writer stored it first: look again
+                    return await self._append_locked(actor_id, events, fencing_token, True)
+                raise DuplicateEvent(actor_id, str(exc.key.get("event_id"))) from None
+            raise JournalConflict(actor_id, int(exc.key.get("seq") or head + 1)) from None
+        except BaseException:
+            self._heads.pop(actor_id, None)
+            raise
+        self._heads[actor_id] = stored[-1].seq
+        return stored
+
+    async def last_seq(self, actor_id: str) -> int:
+        """The highest ``seq`` in the actor's journal (0 when empty)."""
+        page = await self._store.find(JOURNAL, {"actor_id": actor_id}, sort=[("seq", -1)], limit=1)
+        return int(page.items[0]["seq"]) if page.items else 0
+
+    async def read(self, actor_id: str, from_seq: int = 0) -> list[StoredEvent]:
+        """The actor's events with ``seq >= from_seq``, in order."""
+        out: list[StoredEvent] = []
+        cursor: str | None = None
+        while True:
+            page = await self._store.find(
+                JOURNAL,
+                {"actor_id": actor_id, "seq": {"$gte": from_seq}},
+                sort=[("seq", 1)],
+                limit=_PAGE,
+                after=cursor,
+            )
+            out.extend(StoredEvent.from_document(d) for d in page.items)
+            if page.next_cursor is None:
+                return out
+            cursor = page.next_cursor
+
+    async def save_snapshot(self, actor_id: str, seq: int, state: dict[str, Any]) -> bool:
+        """Store ``state`` as of ``seq``; an older snapshot never replaces a newer one
+        (returns False then)."""
+        try:
+            await self._store.update(
+                SNAPSHOTS,
+                {"_id": actor_id, "seq": {"$lte": seq}},
+                {"$set": {"seq": seq, "state": state, "saved_at": utc_now()}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False  # a newer snapshot exists: the upsert's insert collided with it
+        return True
+
+    async def load_snapshot(self, actor_id: str) -> Snapshot | None:
+        doc = await self._store.get(SNAPSHOTS, actor_id)
+        return None if doc is None else Snapshot(seq=int(doc["seq"]), state=doc["state"])
+
+    async def recover(self, actor_id: str) -> Recovery:
+        """The latest snapshot and the events after it; also primes the next ``seq``."""
+        snapshot = await self.load_snapshot(actor_id)
+        base = 0 if snapshot is None else snapshot.seq
+        events = await self.read(actor_id, from_seq=base + 1)
+        if actor_id not in self._locks:  # no append in flight: the head is known
+            self._heads[actor_id] = events[-1].seq if events else base
+        return Recovery(snapshot.state if snapshot else None, base, events)

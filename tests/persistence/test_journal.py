@@ -1,0 +1,119 @@
+"""Journal and snapshots, against every backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from tektree.persistence import (
+    DocumentStore,
+    DuplicateEvent,
+    Journal,
+    JournalConflict,
+    JournalEvent,
+    StoredEvent,
+)
+
+
+def deposit(n: int, amount: int = 1) -> JournalEvent:
+    return JournalEvent(event_id=f"e{n}", event_type="deposited", data={"amount": amount})
+
+
+def fold(state: dict[str, Any] | None, events: list[StoredEvent]) -> dict[str, Any]:
+    out = dict(state or {"balance": 0, "count": 0})
+    for e in events:
+        out["balance"] += e.data["amount"]
+        out["count"] += 1
+    return out
+
+
+async def test_append_assigns_contiguous_seq(store: DocumentStore) -> None:
+    journal = Journal(store)
+    first = await journal.append("acct/1", [deposit(1), deposit(2)], fencing_token=7)
+    second = await journal.append("acct/1", [deposit(3)])
+    assert [e.seq for e in first + second] == [1, 2, 3]
+    assert first[0].fencing_token == 7 and second[0].fencing_token is None
+    events = await journal.read("acct/1")
+    assert [(e.seq, e.event_id) for e in events] == [(1, "e1"), (2, "e2"), (3, "e3")]
+    assert [e.seq for e in await journal.read("acct/1", from_seq=2)] == [2, 3]
+    assert await journal.read("acct/other") == []
+    # a fresh Journal (a new activation) continues the sequence from the store
+    assert [e.seq for e in await Journal(store).append("acct/1", [deposit(4)])] == [4]
+
+
+async def test_duplicate_event_id_rejected_and_nothing_written(store: DocumentStore) -> None:
+    journal = Journal(store)
+    await journal.append("acct/1", [deposit(1)])
+    with pytest.raises(DuplicateEvent) as info:
+        await journal.append("acct/1", [deposit(2), deposit(1)])
+    assert (info.value.actor_id, info.value.event_id) == ("acct/1", "e1")
+    with pytest.raises(DuplicateEvent):
+        await journal.append("acct/1", [deposit(5), deposit(5)])
+    if store.capabilities.atomic_units:
+        assert [e.event_id for e in await journal.read("acct/1")] == ["e1"]
+    # the same event id in another actor's journal is fine
+    assert [e.seq for e in await journal.append("acct/2", [deposit(1)])] == [1]
+
+
+async def test_skip_duplicates_returns_only_new_events(store: DocumentStore) -> None:
+    journal = Journal(store)
+    await journal.append("a", [deposit(1), deposit(2)])
+    new = await journal.append("a", [deposit(2), deposit(3), deposit(1)], skip_duplicates=True)
+    assert [(e.event_id, e.seq) for e in new] == [("e3", 3)]
+    assert await journal.append("a", [deposit(3)], skip_duplicates=True) == []
+    assert len(await journal.read("a")) == 3
+
+
+async def test_snapshot_every_n_then_recover(store: DocumentStore) -> None:
+    journal = Journal(store)
+    state: dict[str, Any] = {"balance": 0, "count": 0}
+    for n in range(1, 24):
+        stored = await journal.append("acct/9", [deposit(n, amount=n)])
+        state = fold(state, stored)
+        if n % 5 == 0:
+            assert await journal.save_snapshot("acct/9", stored[-1].seq, state)
+    recovery = await Journal(store).recover("acct/9")
+    assert recovery.snapshot_seq == 20
+    assert [e.seq for e in recovery.events] == [21, 22, 23]
+    assert fold(recovery.state, recovery.events) == state == {"balance": 276, "count": 23}
+    # an older snapshot never replaces a newer one
+    assert not await journal.save_snapshot("acct/9", 10, {"balance": -1, "count": 0})
+    snapshot = await journal.load_snapshot("acct/9")
+    assert snapshot is not None and snapshot.seq == 20
+
+
+async def test_recover_without_snapshot(store: DocumentStore) -> None:
+    journal = Journal(store)
+    assert await journal.recover("new") == (None, 0, [])
+    await journal.append("acct", [deposit(1, 5), deposit(2, 7)])
+    state, seq, events = await Journal(store).recover("acct")
+    assert state is None and seq == 0 and fold(state, events) == {"balance": 12, "count": 2}
+
+
+async def test_stale_writer_gets_journal_conflict(store: DocumentStore) -> None:
+    old, new = Journal(store), Journal(store)
+    await old.append("acct", [deposit(1)])
+    await new.recover("acct")
+    await new.append("acct", [deposit(2)], fencing_token=2)
+    with pytest.raises(JournalConflict) as info:
+        await old.append("acct", [deposit(3)], fencing_token=1)
+    assert info.value.seq == 2
+    assert [e.event_id for e in await new.read("acct")] == ["e1", "e2"]
+
+
+async def test_concurrent_appends_from_many_actors(store: DocumentStore) -> None:
+    journal = Journal(store)
+
+    async def writer(actor: int) -> None:
+        for n in range(5):
+            await journal.append(f"w{actor}", [deposit(n)])
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for actor in range(50):
+                nursery.start_soon(writer, actor)
+    for actor in (0, 17, 49):
+        assert [e.seq for e in await journal.read(f"w{actor}")] == [1, 2, 3, 4, 5]
+    assert await store.count("journal") == 250
