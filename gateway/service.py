@@ -1,0 +1,82 @@
+"""The gateway as a supervised service: Hypercorn serving :func:`gateway.app.create_app`.
+
+Listed in ``supervisor.toml`` as ``service = "gateway.service:serve"``. It reports the addresses
+it bound through ``task_status.started(binds)`` and in ``node.bound["http"]`` (port 0 binds a
+free port, and these say which), stops accepting connections when the node starts stopping,
+and gives open requests :data:`GRACEFUL_TIMEOUT_SECONDS` to finish.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+import hypercorn.trio
+import structlog
+import trio
+from hypercorn.config import Config as HypercornConfig
+
+from gateway.app import create_app
+from tektree import Node
+from tektree.config import HttpConfig, ServiceSpec
+
+__all__ = ["GRACEFUL_TIMEOUT_SECONDS", "hypercorn_config", "serve"]
+
+#: Seconds open requests get to finish once the node stops (Hypercorn's graceful timeout).
+GRACEFUL_TIMEOUT_SECONDS = 3.0
+
+_log = structlog.get_logger("tektree.gateway")
+
+
+class _ToStructlog(logging.Handler):
+    """Sends Hypercorn's stdlib log records to structlog, so stderr stays one JSON per line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _log.log(record.levelno, record.getMessage(), logger=record.name,
+                 exc_info=record.exc_info or False)
+
+
+def _hypercorn_logger() -> logging.Logger:
+    logger = logging.getLogger("tektree.gateway.hypercorn")
+    if not any(isinstance(h, _ToStructlog) for h in logger.handlers):
+        logger.addHandler(_ToStructlog())
+        logger.propagate = False
+        # Its info lines ("Running on ...") repeat what "http listening" says.
+        logger.setLevel(logging.WARNING)
+    return logger
+
+
+def hypercorn_config(http: HttpConfig) -> HypercornConfig:
+    """Hypercorn settings for ``[http]``: one bind, no access log, a short graceful stop."""
+    host = f"[{http.host}]" if ":" in http.host and not http.host.startswith("[") else http.host
+    config = HypercornConfig()
+    config.bind = [f"{host}:{http.port}"]
+    config.accesslog = None
+    config.errorlog = _hypercorn_logger()
+    config.graceful_timeout = GRACEFUL_TIMEOUT_SECONDS
+    return config
+
+
+async def serve(node: Node, spec: ServiceSpec, *, task_status: trio.TaskStatus[Any]) -> None:
+    """Serve HTTP for ``node`` until it stops; idle when ``http.enabled`` is false."""
+    if not node.config.http.enabled or node.stopping.is_set():
+        task_status.started([])
+        await trio.sleep_forever()
+    app = create_app(node)
+    run = partial(hypercorn.trio.serve, app, hypercorn_config(node.config.http),
+                  shutdown_trigger=node.stopping.wait)
+    try:
+        async with trio.open_nursery() as nursery:
+            binds: list[str] = await nursery.start(run)
+            node.bound["http"] = list(binds)
+            _log.info("http listening", binds=binds)
+            task_status.started(binds)
+    finally:
+        node.bound.pop("http", None)
+    if not node.stopping.is_set():
+        raise RuntimeError(f"hypercorn stopped serving {binds} while the node runs")
+    # Hypercorn returned because the node is stopping. Returning too would look like the exit
+    # of a permanent child and get the gateway restarted mid-shutdown: wait to be stopped.
+    _log.info("http stopped", binds=binds)
+    await trio.sleep_forever()
