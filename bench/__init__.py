@@ -1,0 +1,1 @@
+"""TekTree's benchmarks: ``python -m bench NAME [--quick]`` (see BENCH.md)."""
