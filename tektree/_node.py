@@ -16,7 +16,7 @@ from tektree._actor import Actor
 from tektree._errors import ConfigError, SupervisorFailed
 from tektree._supervisor import Child, Supervisor, TaskChild
 from tektree._system import ActorSystem
-from tektree._telemetry import RuntimeCollector
+from tektree._telemetry import RuntimeCollector, node_name
 from tektree.config import ActorPoolSpec, Config, ServiceSpec, SupervisorSpec
 
 _log = structlog.get_logger("tektree.node")
@@ -166,6 +166,7 @@ class Node:
 
         Raises :class:`NodeFailed` when the root supervisor fails.
         """
+        node_name.set(self.name)  # every task of this node inherits it: its log lines say so
         async with trio.open_nursery() as nursery:
             self._scope = nursery.cancel_scope
             if handle_signals:

@@ -395,7 +395,8 @@ class ActorPool:
         actor = self.actor_cls(cell)
         cell.actor = actor
         cell.state = ACTIVE
-        cell.passivate_requested = 0
+        if cell.passivate_requested != PASSIVATE_EXPLICIT:
+            cell.passivate_requested = 0
         self.activations += 1
         if not actor._has_on_activate:
             return True
@@ -644,13 +645,16 @@ class ActorPool:
             await trio.sleep_until(max(next_check, now + timeout / 100))
 
     def request_passivate_all(self) -> None:
-        for cell in self.cells.values():
-            if cell.state == ACTIVE:
-                cell.passivate_requested = PASSIVATE_EXPLICIT
-                if not cell.scheduled and not cell.running:
-                    self._schedule(cell)
-            elif cell.state == NEW and not cell.mailbox:
-                self._remove(cell)
+        """Ask every activation to passivate after its current work (node stop, migration)."""
+        for cell in list(self.cells.values()):
+            if cell.state == GONE:
+                continue
+            if cell.actor is None and not cell.mailbox:
+                self._remove(cell)  # nothing to save, nothing to do (new, or backing off)
+                continue
+            cell.passivate_requested = PASSIVATE_EXPLICIT
+            if cell.state == ACTIVE and not cell.scheduled and not cell.running:
+                self._schedule(cell)
 
     async def wait_empty(self) -> None:
         while self.cells:

@@ -38,7 +38,12 @@ correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "tektree_correlation_id", default=None
 )
 
-_node_name = "-"
+#: The node whose task this is (set by ``Node.serve``; tasks inherit it when spawned).
+node_name: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "tektree_node_name", default=None
+)
+
+_node_name = "-"  # the process default, from configure_logging
 
 LATENCY_BUCKETS_SECONDS: tuple[float, ...] = (
     0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5,
@@ -78,14 +83,15 @@ class LatencyHistogram:
 def _add_runtime_context(
     logger: Any, method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    event.setdefault("node", _node_name)
     cell = current_cell.get()
     if cell is not None:
+        event.setdefault("node", cell.pool.system.node_name)
         event.setdefault("actor", str(cell.id))
         env = cell.current
         if env is not None and env.correlation_id is not None:
             event.setdefault("correlation_id", env.correlation_id)
     else:
+        event.setdefault("node", node_name.get() or _node_name)
         corr = correlation_id.get()
         if corr is not None:
             event.setdefault("correlation_id", corr)
