@@ -13,11 +13,12 @@ if TYPE_CHECKING:
 class Envelope:
     """A message with its routing and tracing metadata.
 
-    Wire fields: ``message_id`` (unique in the cluster: node incarnation + sequence), ``target``,
-    ``sender`` (the actor that sent it, if any), ``reply_to`` (the node that waits for the reply
-    of an ask), ``correlation_id`` (the ask's reply key), ``trace_id`` (the request it belongs
-    to, carried into every log line), ``deadline`` (unix seconds after which nobody waits for the
-    reply) and ``message`` (a registered message instance).
+    Wire fields: ``message_id`` (unique in the cluster: node name, incarnation and sequence; a
+    reply names the ``message_id`` of its ask), ``target``, ``sender`` (the actor that sent it,
+    if any), ``reply_to`` (the node that waits for the reply of an ask), ``correlation_id`` (the
+    request it belongs to: set at the edge, inherited by every message sent while handling it,
+    carried into every log line), ``trace_id`` (the distributed trace, inherited the same way),
+    ``deadline`` (unix seconds after which nobody waits for the reply) and ``message``.
 
     Local-only fields, never encoded: ``reply`` (the slot an ask waits on) and ``from_timer``
     (timer ticks do not count as activity for passivation).

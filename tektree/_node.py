@@ -58,6 +58,18 @@ class _ServiceChild:
         await self.fn(self.node, self.spec, task_status=task_status)
 
 
+class _RootStatus:
+    """The root's ``task_status``: forwards ``started`` as True and remembers it did."""
+
+    def __init__(self, outer: trio.TaskStatus[bool]) -> None:
+        self._outer = outer
+        self.reported = False
+
+    def started(self, value: Any = None) -> None:
+        self.reported = True
+        self._outer.started(True)
+
+
 def _import(path: str, where: str) -> Any:
     module_name, _, attr = path.partition(":")
     try:
@@ -202,21 +214,15 @@ class Node:
             self._scope.cancel()
 
     async def _run_root(self, *, task_status: trio.TaskStatus[bool]) -> None:
-        reported = False
-
-        def started(value: Any = None) -> None:
-            nonlocal reported
-            reported = True
-            task_status.started(True)
-
-        status: Any = type("_Status", (), {"started": staticmethod(started)})()
+        """Run the root supervisor; report True once it started, False if it failed first."""
+        status = _RootStatus(task_status)
         try:
             await self.root.run(task_status=status)
         except SupervisorFailed as exc:
             self.failure = exc
         finally:
             self._stop_requested.set()
-            if not reported:
+            if not status.reported:
                 task_status.started(False)
 
     async def _graceful_stop(self) -> None:

@@ -89,6 +89,7 @@ class ActorPool:
         self._failure: SupervisorFailed | None = None
         self._stop_scope: trio.CancelScope | None = None
         self._emptied = trio.lowlevel.ParkingLot()
+        self._clock = -1.0
         # Metrics: plain counters, read by the collector at scrape time.
         self.queued = 0
         self.handled = 0
@@ -101,6 +102,14 @@ class ActorPool:
 
     def __repr__(self) -> str:
         return f"<ActorPool {self.kind} activations={len(self.cells)} queued={self.queued}>"
+
+    def _now(self) -> float:
+        """trio time, coarsened to 10 ms so that activations touched together share one float
+        object (24 bytes each otherwise: a measurable share of an idle activation's cost)."""
+        now = trio.current_time()
+        if now - self._clock >= 0.01:
+            self._clock = now
+        return self._clock
 
     # -- sending -----------------------------------------------------------------------------
     def check_handles(self, actor_id: ActorId, message: Any) -> Handler:
@@ -118,7 +127,7 @@ class ActorPool:
         key = env.target.key
         cell = self.cells.get(key)
         if cell is None:
-            cell = ActorContext(self, env.target, trio.current_time())
+            cell = ActorContext(self, env.target, self._now())
             self.cells[key] = cell
         mailbox = cell.mailbox
         if mailbox is None:
@@ -173,7 +182,6 @@ class ActorPool:
             timer.pending = True
         env = self.system.make_envelope(cell.id, timer.message, None)
         env.from_timer = True
-        env.reply = None
         self.deliver_nowait(env)
 
     # -- scheduling --------------------------------------------------------------------------
@@ -333,7 +341,7 @@ class ActorPool:
             # idle order (dicts keep insertion order: the reaper reads from the front).
             cells = self.cells
             if cells.get(cell.id.key) is cell:
-                cell.last_active = trio.current_time()
+                cell.last_active = self._now()
                 del cells[cell.id.key]
                 cells[cell.id.key] = cell
         waiters = cell.waiting_senders
