@@ -29,7 +29,15 @@ from tektree._errors import (
     UnknownActorKind,
 )
 from tektree._ids import ActorId
-from tektree._messages import is_message, message, message_type, registered_tags, tag_of
+from tektree._messages import (
+    MessageSpec,
+    is_message,
+    message,
+    message_spec,
+    message_type,
+    registered_tags,
+    tag_of,
+)
 from tektree._node import BUILTIN_SERVICES, Node, NodeFailed, Service
 from tektree._pool import ActorPool, PoolStatistics
 from tektree._refs import ActorRef
@@ -59,6 +67,7 @@ __all__ = [
     "Envelope",
     "Handler",
     "MailboxFull",
+    "MessageSpec",
     "Node",
     "NodeFailed",
     "NodeStopping",
@@ -85,6 +94,7 @@ __all__ = [
     "is_message",
     "load_config",
     "message",
+    "message_spec",
     "message_type",
     "parse_config",
     "registered_tags",
