@@ -11,6 +11,7 @@ version, read by :func:`from_envelope` through :data:`UPGRADES`.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -31,6 +32,9 @@ VERSIONS: dict[str, str] = {}
 UPGRADES: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
+@typing.dataclass_transform(
+    frozen_default=True, kw_only_default=True, field_specifiers=(attrs.field, attrs.Factory)
+)
 def event(event_type: str, version: str = "1.0.0") -> Callable[[type[T]], type[T]]:
     """Register a domain event class: a message tagged ``event_type`` at ``version``."""
 
