@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+import os
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
 
 import pytest
 
 from tektree._telemetry import capture_logs
+from tektree.testing.redis import RedisServer, open_redis_server, redis_server_path
 
 
 @pytest.fixture
@@ -15,3 +17,18 @@ def tektree_logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """The log entries (dicts with node, actor and correlation id) emitted during the test."""
     with capture_logs() as entries:
         yield entries
+
+
+@pytest.fixture
+async def redis_server() -> AsyncIterator[RedisServer]:
+    """A private ``redis-server`` on a free loopback port (stopped by its pid after the test).
+
+    Skipped when ``redis-server`` is not installed, except under ``CI``, where it fails.
+    """
+    if redis_server_path() is None:
+        message = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must run against a real Redis")
+        pytest.skip(message)
+    async with open_redis_server() as server:
+        yield server
