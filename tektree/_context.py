@@ -34,6 +34,7 @@ GONE = 4  # removed from its pool
 # Passivation requests (``passivate_requested``).
 PASSIVATE_IDLE = 1  # from the idle reaper: dropped if the activation became busy meanwhile
 PASSIVATE_EXPLICIT = 2  # from ctx.passivate() or node shutdown: always carried out
+PASSIVATE_LOST = 3  # the cluster lease was lost: stop without saving, re-route the mail
 
 _log = structlog.get_logger("tektree.actor")
 
@@ -100,6 +101,12 @@ class ActorContext:
     def ref(self, kind: str | ActorId, key: str | None = None) -> ActorRef:
         """A reference to another actor; messages sent through it carry this actor as sender."""
         return self.pool.system.ref(kind, key)
+
+    @property
+    def fencing_token(self) -> int | None:
+        """This activation's cluster lease token (None in embedded mode): pass it with every
+        state write, so that a write from a stale activation is refused by the store."""
+        return self.pool.fencing.get(self.id.key)
 
     @property
     def envelope(self) -> Envelope | None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from tektree._ids import ActorId
 
-if TYPE_CHECKING:
-    from tektree._reply import ReplySlot
+
+class Reply(Protocol):
+    """Where the outcome of an ask goes: a local :class:`ReplySlot`, or a remote reply."""
+
+    def set_value(self, value: Any) -> None: ...
+
+    def set_error(self, error: BaseException) -> None: ...
 
 
 class Envelope:
@@ -20,13 +26,16 @@ class Envelope:
     carried into every log line), ``trace_id`` (the distributed trace, inherited the same way),
     ``deadline`` (unix seconds after which nobody waits for the reply) and ``message``.
 
-    Local-only fields, never encoded: ``reply`` (the slot an ask waits on) and ``from_timer``
-    (timer ticks do not count as activity for passivation).
+    Local-only fields, never encoded: ``reply`` (what the reply of an ask is given to: a local
+    slot, or an object that sends it back to the asking node), ``from_timer`` (timer ticks do
+    not count as activity for passivation) and ``ack`` (called once the message was handled:
+    a message from another node is acknowledged on its stream only then, at-least-once).
 
     A plain slotted class, not attrs: it is built once per message on the hottest path.
     """
 
     __slots__ = (
+        "ack",
         "correlation_id",
         "deadline",
         "from_timer",
@@ -49,7 +58,7 @@ class Envelope:
         correlation_id: str | None = None,
         trace_id: str | None = None,
         deadline: float | None = None,
-        reply: ReplySlot | None = None,
+        reply: Reply | None = None,
         from_timer: bool = False,
     ) -> None:
         self.message_id = message_id
@@ -62,6 +71,7 @@ class Envelope:
         self.deadline = deadline
         self.reply = reply
         self.from_timer = from_timer
+        self.ack: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return (

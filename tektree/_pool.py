@@ -37,6 +37,7 @@ from tektree._context import (
     NEW,
     PASSIVATE_EXPLICIT,
     PASSIVATE_IDLE,
+    PASSIVATE_LOST,
     PASSIVATING,
     ActorContext,
 )
@@ -52,11 +53,16 @@ from tektree._ids import ActorId
 from tektree._telemetry import LatencyHistogram, current_cell
 
 if TYPE_CHECKING:
+    from tektree._routing import Router
     from tektree._system import ActorSystem
     from tektree.config import ActorPoolSpec
 
 _log = structlog.get_logger("tektree.pool")
 
+
+
+#: How long an activation waits before retrying a lease held by a node that is gone.
+LEASE_RETRY_SECONDS = 0.25
 
 
 def backoff_delay(restarts: int, initial: float, maximum: float) -> float:
@@ -90,6 +96,8 @@ class ActorPool:
         self._stop_scope: trio.CancelScope | None = None
         self._emptied = trio.lowlevel.ParkingLot()
         self._clock = -1.0
+        #: Fencing tokens of the leases held here (cluster mode only): key → token.
+        self.fencing: dict[str, int] = {}
         # Metrics: plain counters, read by the collector at scrape time.
         self.queued = 0
         self.handled = 0
@@ -122,8 +130,11 @@ class ActorPool:
             )
         return handler
 
-    def deliver_nowait(self, env: Envelope) -> bool:
-        """Queue ``env``; False when the mailbox is full and the policy is backpressure."""
+    def deliver_nowait(self, env: Envelope, *, force: bool = False) -> bool:
+        """Queue ``env``; False when the mailbox is full and the policy is backpressure.
+
+        ``force`` (messages from other nodes, timer ticks) ignores the capacity.
+        """
         key = env.target.key
         cell = self.cells.get(key)
         if cell is None:
@@ -132,14 +143,15 @@ class ActorPool:
         mailbox = cell.mailbox
         if mailbox is None:
             mailbox = cell.mailbox = []
-        elif len(mailbox) >= self.capacity and not env.from_timer:
+        elif len(mailbox) >= self.capacity and not env.from_timer and not force:
             overflow = self.spec.overflow
             if overflow == "backpressure":
                 return False
             if overflow == "reject":
                 raise MailboxFull(env.target, self.capacity)
             self.queued -= 1
-            self._dead_letter(mailbox.pop(0), "dropped: mailbox full (overflow drop_oldest)")
+            dropped = mailbox.pop(0)
+            self._reply_error(dropped, MailboxFull(env.target, self.capacity))
         mailbox.append(env)
         self.queued += 1
         if not cell.scheduled and not cell.running and cell.state <= ACTIVE:
@@ -303,6 +315,9 @@ class ActorPool:
                         if check:
                             result = self._checked_reply(env, result)
                         reply.set_value(result)
+                    ack = env.ack
+                    if ack is not None:
+                        ack()
                 batch = []
             if cell.passivate_requested:
                 await self._maybe_passivate(cell, active)
@@ -400,6 +415,24 @@ class ActorPool:
 
     # -- lifecycle of one activation ---------------------------------------------------------
     async def _activate(self, cell: ActorContext) -> bool:
+        router = self.system.router
+        if router is not None:
+            home = router.remote_home(cell.id)
+            if home is not None:  # placement moved while it waited: its home serves it
+                self._forward(cell, home)
+                return False
+            token, holder = await router.acquire(cell.id)
+            if token is None:
+                if holder is None:
+                    # Held by a node that is gone: its lease expires within its TTL; retry.
+                    cell.state = BACKOFF
+                    self.system.timers.call_later(
+                        LEASE_RETRY_SECONDS, self._end_backoff, cell
+                    )
+                    return False
+                self._forward(cell, holder)  # still active on a live node (a move under way)
+                return False
+            self.fencing[cell.id.key] = token
         actor = self.actor_cls(cell)
         cell.actor = actor
         cell.state = ACTIVE
@@ -429,14 +462,16 @@ class ActorPool:
         ):
             cell.passivate_requested = 0  # real work arrived meanwhile: keep it
             return
+        requested = cell.passivate_requested
         cell.passivate_requested = 0
         actor = cell.actor
         if actor is None:
             return
+        lost = requested == PASSIVATE_LOST
         cell.state = PASSIVATING
         cell.cancel_all_timers()
         try:
-            if actor._has_on_passivate:
+            if actor._has_on_passivate and not lost:
                 await actor.on_passivate()
         except Exception as exc:
             self.failures += 1
@@ -445,6 +480,14 @@ class ActorPool:
         await self._call_on_stop(actor, cell)
         cell.actor = None
         self.passivations += 1
+        router = self.system.router
+        if router is not None:
+            if lost:
+                self.fencing.pop(cell.id.key, None)  # not ours any more: nothing to release
+            home = router.remote_home(cell.id)
+            if lost or home is not None:
+                self._forward(cell, home)
+                return
         if cell.mailbox or self.spec.restart == "permanent":
             cell.state = NEW  # messages arrived meanwhile: reactivate
         else:
@@ -483,6 +526,8 @@ class ActorPool:
             failed = self._failure_of(cell, exc)
         if env.reply is not None:
             env.reply.set_error(failed)
+        if env.ack is not None:
+            env.ack()
         _log.error(
             "actor crashed",
             actor=str(cell.id),
@@ -546,10 +591,7 @@ class ActorPool:
         mailbox = cell.mailbox
         if mailbox:
             for env in mailbox:
-                if env.reply is not None:
-                    env.reply.set_error(error)
-                else:
-                    self._dead_letter(env, str(error))
+                self._reply_error(env, error)
             self.queued -= len(mailbox)
         cell.mailbox = None
         self._remove(cell)
@@ -557,6 +599,10 @@ class ActorPool:
     def _remove(self, cell: ActorContext) -> None:
         cell.state = GONE
         cell.cancel_all_timers()
+        if self.fencing.pop(cell.id.key, None) is not None:
+            router = self.system.router
+            if router is not None:
+                router.release(cell.id)
         if self.cells.get(cell.id.key) is cell:
             del self.cells[cell.id.key]
         waiters = cell.waiting_senders
@@ -565,16 +611,68 @@ class ActorPool:
         if not self.cells:
             self._emptied.unpark_all()
 
+    def _forward(self, cell: ActorContext, node: str | None) -> None:
+        """Send the cell's queued messages to ``node`` (its home, or the lease holder; the
+        router's placement when None) and drop the cell here."""
+        router = self.system.router
+        assert router is not None
+        mailbox = cell.mailbox
+        cell.mailbox = None
+        if mailbox:
+            self.queued -= len(mailbox)
+            for env in mailbox:
+                target = node or router.remote_home(env.target)
+                if target is None:  # placement says here after all: keep it
+                    self._requeue_front(cell, [env])
+                    continue
+                router.send(target, env)
+                if env.ack is not None:
+                    env.ack()
+        if not cell.mailbox:
+            self._remove(cell)
+        else:
+            cell.state = NEW
+
+    def lease_lost(self, key: str) -> None:
+        """Another node may own this actor now: stop it without saving, re-route its mail."""
+        cell = self.cells.get(key)
+        if cell is None:
+            return
+        self.fencing.pop(key, None)
+        if cell.actor is None:
+            if cell.mailbox and self.system.router is not None:
+                self._forward(cell, None)
+            return
+        cell.passivate_requested = PASSIVATE_LOST
+        if not cell.scheduled and not cell.running:
+            self._schedule(cell)
+
+    def evacuate(self, router: Router) -> None:
+        """Passivate (state saved) every activation whose home moved; forward waiting mail."""
+        for cell in list(self.cells.values()):
+            if router.remote_home(cell.id) is None:
+                continue
+            if cell.actor is None:
+                if cell.state == NEW and not cell.running:
+                    self._forward(cell, None)
+                continue
+            cell.passivate_requested = PASSIVATE_EXPLICIT
+            if not cell.scheduled and not cell.running:
+                self._schedule(cell)
+
     def _dead_letter(self, env: Envelope, reason: str) -> None:
         self.dead_letters += 1
         _log.warning("dead letter", actor=str(env.target),
                      message=type(env.message).__qualname__, reason=reason)
 
     def _reply_error(self, env: Envelope, error: BaseException) -> None:
+        """A message ends without being handled: fail its ask (or log a dead letter), ack it."""
         if env.reply is not None:
             env.reply.set_error(error)
         else:
             self._dead_letter(env, str(error))
+        if env.ack is not None:
+            env.ack()
 
     # -- the pool as a supervised child --------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -19,6 +19,7 @@ from tektree._reply import ReplySlot
 from tektree._telemetry import current_cell
 
 if TYPE_CHECKING:
+    from tektree._routing import Router
     from tektree._system import ActorSystem
 
 
@@ -69,6 +70,13 @@ class ActorRef:
         ):
             pool, message = system.admit(target, message)
         env = system.make_envelope(target, message, None)
+        router = system.router
+        if router is not None:
+            home = router.remote_home(target)
+            if home is not None:
+                router.send(home, env)  # buffered by the transport: never blocks here
+                await checkpoint_if_cancelled()
+                return
         if pool.deliver_nowait(env):
             system.budget -= 1
             if system.budget <= 0:
@@ -96,6 +104,11 @@ class ActorRef:
             timeout = system.default_ask_timeout
         elif timeout <= 0:
             raise ValueError(f"ask timeout must be > 0 seconds, got {timeout!r}")
+        router = system.router
+        if router is not None:
+            home = router.remote_home(target)
+            if home is not None:
+                return await self._ask_remote(router, home, message, timeout)
         cell = pool.cells.get(target.key)
         if cell is not None:
             if cell is current_cell.get():
@@ -139,3 +152,20 @@ class ActorRef:
             return await slot.wait()
         finally:
             expiry.cancel()
+
+    async def _ask_remote(self, router: Router, home: str, message: Any, timeout: float) -> Any:
+        system = self._system
+        target = self.id
+        slot = ReplySlot()
+        env = system.make_envelope(target, message, slot)
+        env.reply_to = system.node_name
+        env.deadline = time.time() + timeout
+        message_id = env.message_id
+        router.expect_reply(message_id, slot)
+        expiry = system.timers.call_later(timeout, _expire, slot, target, message, timeout)
+        try:
+            router.send(home, env)
+            return await slot.wait()
+        finally:
+            expiry.cancel()
+            router.forget_reply(message_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -17,6 +18,7 @@ from tektree._ids import ActorId
 from tektree._pool import ActorPool, PoolStatistics
 from tektree._refs import ActorRef
 from tektree._reply import ReplySlot
+from tektree._routing import Router
 from tektree._telemetry import correlation_id, current_cell
 from tektree._timers import TimerQueue
 
@@ -50,6 +52,10 @@ class ActorSystem:
         self.accepting = True
         self.quiet_lot = trio.lowlevel.ParkingLot()
         self.supervisor_restarts: dict[str, int] = {}
+        #: The cluster's router; None in embedded mode (every actor lives here).
+        self.router: Router | None = None
+        #: Node-wide resources that services lend to actors by name (``"store"``: the store).
+        self.extensions: dict[str, object] = {}
         self._id_prefix = f"{node_name}.{secrets.token_hex(4)}."
         self._seq = itertools.count(1)
         self.budget = self.YIELD_EVERY
@@ -123,6 +129,46 @@ class ActorSystem:
 
     async def ask(self, target: ActorId, message: Any, *, timeout: float | None = None) -> Any:
         return await ActorRef(self, target).ask(message, timeout=timeout)
+
+    # -- from other nodes ----------------------------------------------------------------------
+    def deliver_inbound(self, env: Envelope, ack: Callable[[], None] | None = None) -> None:
+        """Deliver a message that came from another node; ``ack`` runs once it was handled.
+
+        A message whose target no longer lives here (placement moved) is forwarded to its
+        home and acknowledged. Inbound messages are not refused for a full mailbox: the
+        transport reads in bounded batches, which is the flow control between nodes.
+        """
+        router = self.router
+        if router is not None:
+            home = router.remote_home(env.target)
+            if home is not None:
+                router.send(home, env)
+                if ack is not None:
+                    ack()
+                return
+        pool = self.pools.get(env.target.kind)
+        if pool is None:
+            if ack is not None:
+                ack()
+            raise UnknownActorKind(env.target.kind, tuple(sorted(self.pools)))
+        env.ack = ack
+        if env.reply_to is not None and router is not None:
+            env.reply = router.reply_for(env)
+        pool.deliver_nowait(env, force=True)
+
+    def lease_lost(self, actor_id: ActorId) -> None:
+        """The cluster says this node no longer holds ``actor_id``'s lease: stop it now."""
+        pool = self.pools.get(actor_id.kind)
+        if pool is not None:
+            pool.lease_lost(actor_id.key)
+
+    def evacuate(self) -> None:
+        """After a membership change: passivate the activations whose home moved."""
+        router = self.router
+        if router is None:
+            return
+        for pool in self.pools.values():
+            pool.evacuate(router)
 
     # -- node-wide state ---------------------------------------------------------------------
     def is_quiet(self) -> bool:
