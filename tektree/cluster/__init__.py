@@ -4,5 +4,20 @@ Embedded mode (no ``redis.url``) uses none of this: one node runs everything in-
 """
 
 from tektree.cluster._redis import TRANSIENT_ERRORS, RedisLink, open_redis_link
+from tektree.cluster.membership import MemberInfo, Membership, MembershipView, read_members
+from tektree.cluster.placement import Member, NoEligibleMember, home, moved, score
 
-__all__ = ["TRANSIENT_ERRORS", "RedisLink", "open_redis_link"]
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "Member",
+    "MemberInfo",
+    "Membership",
+    "MembershipView",
+    "NoEligibleMember",
+    "RedisLink",
+    "home",
+    "moved",
+    "open_redis_link",
+    "read_members",
+    "score",
+]
