@@ -18,6 +18,7 @@ msgpack does not have (a ``tuple[...]`` arrives as a list).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import operator
 import re
 import sys
@@ -298,11 +299,11 @@ def message_spec(tag: str) -> MessageSpec:
 
 def unknown_tag(tag: object) -> CodecError:
     """The error for a tag nobody registered (shared with the codec)."""
-    shown = ", ".join(sorted(_SPECS)[:20]) or "none"
-    more = "" if len(_SPECS) <= 20 else f" (and {len(_SPECS) - 20} more)"
+    close = difflib.get_close_matches(str(tag), list(_SPECS), n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(t) for t in close)}?" if close else ""
     return CodecError(
-        f"unknown message tag {tag!r}: no class is registered under it; registered tags: "
-        f"{shown}{more}. Import the module that defines it, or check the sender's version.",
+        f"unknown message tag {tag!r}: no class is registered under it ({len(_SPECS)} tags "
+        f"are){hint} Import the module that defines it, or check the sender's version.",
         what="tag",
     )
 

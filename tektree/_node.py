@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import signal
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import structlog
@@ -18,6 +18,9 @@ from tektree._supervisor import Child, Supervisor, TaskChild
 from tektree._system import ActorSystem
 from tektree._telemetry import RuntimeCollector, node_name
 from tektree.config import ActorPoolSpec, Config, ServiceSpec, SupervisorSpec
+
+if TYPE_CHECKING:
+    from tektree.persistence import DocumentStore
 
 _log = structlog.get_logger("tektree.node")
 
@@ -32,8 +35,30 @@ async def _timers_service(
     await node.system.timers.run(task_status=task_status)
 
 
+async def _store_service(
+    node: Node, spec: ServiceSpec, *, task_status: trio.TaskStatus[Any]
+) -> None:
+    # Imported here: the kernel does not load the persistence layer unless a node runs a store.
+    from tektree.persistence import store_service
+
+    await store_service(node, spec, task_status=task_status)
+
+
+async def _cluster_service(
+    node: Node, spec: ServiceSpec, *, task_status: trio.TaskStatus[Any]
+) -> None:
+    # Imported here: an embedded node never loads the cluster code (nor coredis).
+    from tektree.cluster._service import cluster_service
+
+    await cluster_service(node, spec, task_status=task_status)
+
+
 #: Services every node knows by name; anything else in ``service = "..."`` is an import path.
-BUILTIN_SERVICES: dict[str, Service] = {"timers": _timers_service}
+BUILTIN_SERVICES: dict[str, Service] = {
+    "timers": _timers_service,
+    "store": _store_service,
+    "cluster": _cluster_service,
+}
 
 
 class NodeFailed(Exception):
@@ -109,12 +134,16 @@ class Node:
         self.stopping = trio.Event()
         self.bound: dict[str, list[str]] = {}
         self.readiness: dict[str, Callable[[], Awaitable[bool]]] = {}
+        #: The node's document store while the ``store`` service runs, else None.
+        self.store: DocumentStore | None = None
         self.failure: BaseException | None = None
         self._actor_classes = dict(actor_classes or {})
         self._services = {**BUILTIN_SERVICES, **(services or {})}
         self._stop_requested = trio.Event()
         self._scope: trio.CancelScope | None = None
         self.forced = False
+        #: Cluster roles of this node (``tektree node --role``), used by placement.
+        self.roles: tuple[str, ...] = ()
         self.root = self._build(config.supervisor, "supervisor")
 
     def __repr__(self) -> str:

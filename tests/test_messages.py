@@ -98,7 +98,9 @@ def test_unknown_tag_names_the_tag() -> None:
     with pytest.raises(CodecError, match=r"'no\.such\.tag'") as info:
         message_type("no.such.tag")
     assert info.value.what == "tag"
-    assert "test.messages.add" in str(info.value)  # lists what is registered
+    with pytest.raises(CodecError) as near:
+        message_type("test.messages.ad")
+    assert "did you mean 'test.messages.add'" in str(near.value)  # suggests the close ones
 
 
 @pytest.mark.parametrize("tag", ["", "Upper.case", "has space", "semi;colon", "tab\t", "é"])

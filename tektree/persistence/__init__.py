@@ -11,13 +11,17 @@ from tektree.persistence._errors import (
     InvalidDocument,
     InvalidQuery,
     JournalConflict,
+    StaleFencingToken,
     StoreClosed,
     StoreError,
+    StoreNotRunning,
     StoreUnavailable,
     UnsupportedOperator,
 )
+from tektree.persistence._event_sourced import EventSourcedActor, event_ids
 from tektree.persistence._events import DomainEvent, format_timestamp, utc_now
 from tektree.persistence._journal import (
+    FENCES,
     JOURNAL,
     SNAPSHOTS,
     Journal,
@@ -57,15 +61,18 @@ from tektree.persistence._protocol import (
     Update,
 )
 from tektree.persistence._query import FILTER_OPERATORS, UPDATE_OPERATORS
+from tektree.persistence._service import STORE_EXTENSION, store_service, store_settings
 from tektree.persistence._sqlite import SqliteStore
 from tektree.persistence._unit import CommitNotifier, Unit
 
 __all__ = [
     "EVENTS",
+    "FENCES",
     "FILTER_OPERATORS",
     "JOURNAL",
     "KERNEL_INDEXES",
     "SNAPSHOTS",
+    "STORE_EXTENSION",
     "UPDATE_OPERATORS",
     "Capabilities",
     "CommitNotifier",
@@ -76,6 +83,7 @@ __all__ = [
     "DuplicateEvent",
     "DuplicateKeyError",
     "DurableDeduplicator",
+    "EventSourcedActor",
     "Filter",
     "Health",
     "IndexSpec",
@@ -93,9 +101,11 @@ __all__ = [
     "Snapshot",
     "SortSpec",
     "SqliteStore",
+    "StaleFencingToken",
     "StoreClosed",
     "StoreCollector",
     "StoreError",
+    "StoreNotRunning",
     "StoreSettings",
     "StoreStatistics",
     "StoreUnavailable",
@@ -104,9 +114,12 @@ __all__ = [
     "UnsupportedOperator",
     "Update",
     "ensure_kernel_indexes",
+    "event_ids",
     "format_timestamp",
     "mask_url",
     "open_store",
     "replay",
+    "store_service",
+    "store_settings",
     "utc_now",
 ]

@@ -109,3 +109,30 @@ class JournalConflict(StoreError):
         )
         self.actor_id = actor_id
         self.seq = seq
+
+
+class StaleFencingToken(StoreError):
+    """A journal append carried a fencing token lower than one already recorded for the actor:
+    its writer's lease was taken over by a newer one."""
+
+    def __init__(self, actor_id: str, token: int, current: int | None) -> None:
+        super().__init__(
+            f"journal of actor {actor_id!r} refused an append with fencing token {token}: "
+            f"token {current} is already recorded; this activation lost its lease, stop it "
+            "and let the lease holder serve the actor"
+        )
+        self.actor_id = actor_id
+        self.token = token
+        self.current = current
+
+
+class StoreNotRunning(StoreError):
+    """An actor asked for the node's store, but the node runs no ``store`` service."""
+
+    def __init__(self, actor_id: str) -> None:
+        super().__init__(
+            f"actor {actor_id} needs the node's store, but no store service is running; add "
+            '[[supervisor.children]] type = "service", name = "store", service = "store" to '
+            "supervisor.toml, before the actor pools"
+        )
+        self.actor_id = actor_id

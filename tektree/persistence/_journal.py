@@ -5,6 +5,15 @@ writes an actor's journal at a time (the cluster lease guarantees it; ``fencing_
 which lease wrote each event); the unique index on ``(actor_id, seq)`` is the safety net that
 turns a stale writer's append into ``JournalConflict`` instead of a fork.
 
+Fencing: an append carrying a ``fencing_token`` first raises the actor's fence (one document per
+actor in ``journal_fences``: the highest token seen) in the same unit as the events, with a
+conditional upsert that only matches while the fence is <= the token. A token lower than the
+fence makes that upsert collide with the fence document, so the whole unit fails and the append
+raises ``StaleFencingToken``: a writer whose lease was taken over cannot append even once, even
+if it appends right after a newer writer recovered. The fence operation comes first in the unit,
+so on a store without atomic units (standalone MongoDB) a refused append writes nothing either.
+Appends without a token (embedded mode, no leases) are not fenced.
+
 Appends of different actors from concurrent tasks are group-committed by the store. The next
 ``seq`` of each actor is cached after the first append or recovery; any failed append drops the
 cache so the next one re-reads it.
@@ -12,18 +21,25 @@ cache so the next one re-reads it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 import attrs
 import trio
 
-from tektree.persistence._errors import DuplicateEvent, DuplicateKeyError, JournalConflict
-from tektree.persistence._events import utc_now
+from tektree.persistence._errors import (
+    DuplicateEvent,
+    DuplicateKeyError,
+    JournalConflict,
+    StaleFencingToken,
+)
+from tektree.persistence._events import DomainEvent, utc_now
 from tektree.persistence._protocol import DocumentStore, IndexSpec
+from tektree.persistence._unit import Unit
 
 JOURNAL: Final = "journal"
 SNAPSHOTS: Final = "snapshots"
+FENCES: Final = "journal_fences"
 JOURNAL_INDEXES: Final = (
     (JOURNAL, IndexSpec(fields=(("actor_id", 1), ("seq", 1)), unique=True, name="actor_seq")),
     (
@@ -98,12 +114,19 @@ class Journal:
         *,
         fencing_token: int | None = None,
         skip_duplicates: bool = False,
+        outbox: Sequence[DomainEvent | Mapping[str, Any]] = (),
+        also: Callable[[Unit], object] | None = None,
     ) -> list[StoredEvent]:
         """Append ``events`` atomically with the next contiguous ``seq`` numbers.
 
         Returns the events stored. An ``event_id`` already in the journal raises
         ``DuplicateEvent``, or with ``skip_duplicates=True`` (idempotent redelivery) is left out
-        of the append and of the result.
+        of the append and of the result. A ``fencing_token`` lower than the highest one already
+        recorded for the actor raises ``StaleFencingToken`` and writes nothing.
+
+        ``outbox`` (domain events for the ``events`` collection) and ``also`` (a function
+        recording more writes on the unit) commit in the same unit as the events, and only
+        when at least one event is appended: a redelivery that appends nothing writes nothing.
         """
         ids = [e.event_id for e in events]
         if len(set(ids)) != len(ids):
@@ -112,7 +135,9 @@ class Journal:
         lock = self._locks.setdefault(actor_id, trio.Lock())
         try:
             async with lock:
-                return await self._append_locked(actor_id, events, fencing_token, skip_duplicates)
+                return await self._append_locked(
+                    actor_id, events, fencing_token, skip_duplicates, outbox, also
+                )
         finally:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._locks.pop(actor_id, None)
@@ -123,6 +148,8 @@ class Journal:
         events: Sequence[JournalEvent],
         fencing_token: int | None,
         skip_duplicates: bool,
+        outbox: Sequence[DomainEvent | Mapping[str, Any]],
+        also: Callable[[Unit], object] | None,
     ) -> list[StoredEvent]:
         if skip_duplicates and events:
             page = await self._store.find(
@@ -165,19 +192,43 @@ class Journal:
         ]
         try:
             async with self._store.unit() as unit:
+                if fencing_token is not None:  # first: on a non-atomic store it stops the rest
+                    unit.update(
+                        FENCES,
+                        {"_id": actor_id, "token": {"$lte": fencing_token}},
+                        {"$set": {"token": fencing_token}},
+                        upsert=True,
+                    )
                 unit.insert_many(JOURNAL, docs)
+                for event in outbox:
+                    unit.add_event(event)
+                if also is not None:
+                    also(unit)
         except DuplicateKeyError as exc:
             self._heads.pop(actor_id, None)
-            if exc.index == "actor_event":
+            if exc.collection == FENCES and fencing_token is not None:
+                raise StaleFencingToken(
+                    actor_id, fencing_token, await self.fence(actor_id)
+                ) from None
+            if exc.collection == JOURNAL and exc.index == "actor_event":
                 if skip_duplicates:  # a concurrent writer stored it first: look again
-                    return await self._append_locked(actor_id, events, fencing_token, True)
+                    return await self._append_locked(
+                        actor_id, events, fencing_token, True, outbox, also
+                    )
                 raise DuplicateEvent(actor_id, str(exc.key.get("event_id"))) from None
+            if exc.collection != JOURNAL:
+                raise  # from the outbox or ``also``: not the journal's to explain
             raise JournalConflict(actor_id, int(exc.key.get("seq") or head + 1)) from None
         except BaseException:
             self._heads.pop(actor_id, None)
             raise
         self._heads[actor_id] = stored[-1].seq
         return stored
+
+    async def fence(self, actor_id: str) -> int | None:
+        """The highest fencing token recorded for the actor (None before any fenced append)."""
+        doc = await self._store.get(FENCES, actor_id)
+        return None if doc is None else int(doc["token"])
 
     async def last_seq(self, actor_id: str) -> int:
         """The highest ``seq`` in the actor's journal (0 when empty)."""

@@ -1,8 +1,11 @@
 """``SqliteStore``: the embedded default store, one SQLite file under the data directory.
 
-Threads: every SQLite call runs in a worker thread (``trio.to_thread.run_sync``) under one
-``trio.CapacityLimiter`` (``max_threads``). Reads borrow a connection from a pool (WAL lets
-readers run beside the writer); writes go to a single writer task that group-commits.
+Threads: every SQLite call runs in a worker thread, never in the trio thread. Writes, ``find``
+and ``count`` go through ``trio.to_thread.run_sync`` under one ``trio.CapacityLimiter``
+(``max_threads``); reads borrow a connection from a pool (WAL lets readers run beside the
+writer); writes go to a single writer task that group-commits. Point reads (``get``) are
+batched onto the store's own reader threads, one ``IN (...)`` query per batch (see
+``_sqlite_reads``).
 
 Group commit: writers append their operations to a queue and wait. The writer task takes
 everything queued, runs it in one ``BEGIN IMMEDIATE ... COMMIT`` in a thread, each writer's
@@ -28,6 +31,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 import trio
+from trio.lowlevel import current_task, wait_task_rescheduled
 
 from tektree.persistence._errors import StoreClosed, StoreUnavailable
 from tektree.persistence._metrics import StoreMetrics, StoreStatistics
@@ -62,6 +66,7 @@ from tektree.persistence._sqlite_ops import (
     table,
     where,
 )
+from tektree.persistence._sqlite_reads import GetRequest, PointReader
 from tektree.persistence._unit import (
     EVENTS_COLLECTION,
     CommitNotifier,
@@ -77,36 +82,11 @@ from tektree.persistence._unit import (
 T = TypeVar("T")
 MAX_BATCH_REQUESTS: Final = 1024
 BUSY_TIMEOUT_MS: Final = 10_000
-#: Tasks serving batched ``get``s. The GIL serializes the JSON decoding, so two (one hop in
-#: flight while the next batch gathers) beat more, smaller batches.
-READ_TASKS: Final = 2
 
 
 @attrs.define
 class _Request(WriteRequest):
     done: trio.Event = attrs.Factory(trio.Event)
-
-
-class _Get:
-    """One point read waiting for a reader task (``get`` calls are batched per thread hop)."""
-
-    __slots__ = ("doc", "doc_id", "done", "error", "sql")
-
-    def __init__(self, sql: str, doc_id: str) -> None:
-        self.sql = sql
-        self.doc_id = doc_id
-        self.done = trio.Event()
-        self.doc: Document | None = None
-        self.error: BaseException | None = None
-
-
-def _run_gets(conn: sqlite3.Connection, *, gets: Sequence[_Get]) -> None:
-    for g in gets:
-        try:
-            docs = fetch_docs(conn, g.sql, (g.doc_id,))
-            g.doc = docs[0] if docs else None
-        except Exception as exc:
-            g.error = exc
 
 
 def _connect(path: str, *, writer: bool) -> sqlite3.Connection:
@@ -139,9 +119,11 @@ class SqliteStore:
         self._all_readers: list[sqlite3.Connection] = []
         self._writer_conn: sqlite3.Connection | None = None
         self._pending: list[_Request] = []
-        self._gets: list[_Get] = []
-        self._gets_ready = trio.Event()
-        self._read_tasks = READ_TASKS
+        self._reader = PointReader(
+            functools.partial(_connect, self.path, writer=False),
+            functools.partial(StoreClosed, self.path),
+        )
+        self._get_tables: dict[str, str] = {}
         self._wake = trio.Event()
         self._closed = True
 
@@ -153,13 +135,15 @@ class SqliteStore:
         store = cls(path, max_threads=max_threads)
         await store._start()
         try:
+            store._reader.start()
             async with trio.open_nursery() as nursery:
                 await nursery.start(store._write_loop)
-                for _ in range(store._read_tasks):
-                    nursery.start_soon(store._get_loop)
                 yield store
                 nursery.cancel_scope.cancel()
         finally:
+            store._closed = True
+            with trio.CancelScope(shield=True):
+                await store._reader.aclose()
             store._close()
 
     async def _start(self) -> None:
@@ -182,10 +166,6 @@ class SqliteStore:
         for req in self._pending:
             req.error = StoreClosed(self.path)
             req.done.set()
-        for g in self._gets:
-            g.error = StoreClosed(self.path)
-            g.done.set()
-        self._gets.clear()
         self._pending.clear()
         for conn in self._all_readers:
             conn.close()
@@ -250,27 +230,6 @@ class SqliteStore:
             self._notifier.notify()
         return req.results
 
-    # -- batched point reads ----------------------------------------------------------------
-
-    async def _get_loop(self) -> None:
-        """Serve queued ``get`` calls: everything queued goes to the thread in one hop, so the
-        cost of the hop (~100 us) is shared by every reader waiting, as group commit does for
-        writes. Several of these tasks run, one per reader thread."""
-        while True:
-            while not self._gets:
-                self._gets_ready = trio.Event()
-                await self._gets_ready.wait()
-            batch, self._gets = self._gets[:MAX_BATCH_REQUESTS], self._gets[MAX_BATCH_REQUESTS:]
-            try:
-                await self._read(functools.partial(_run_gets, gets=batch))
-            except BaseException as exc:
-                for g in batch:
-                    g.error = g.error or exc
-                raise
-            finally:
-                for g in batch:
-                    g.done.set()
-
     # -- reads -------------------------------------------------------------------------------
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -315,17 +274,25 @@ class SqliteStore:
             return [str(d["_id"]) for d in op.docs]
 
     async def get(self, collection: str, doc_id: str) -> Document | None:
-        with self._metrics.timed("get"):
+        # The hot path: no context manager, no regex after a collection's first read, no
+        # Event; the caller parks until a reader task wakes it with its document.
+        started = time.perf_counter()
+        try:
+            tbl = self._get_tables.get(collection)
+            if tbl is None:
+                tbl = self._get_tables[collection] = table(check_collection(collection))
             if self._closed:
                 raise StoreClosed(self.path)
-            sql = f"SELECT doc FROM {table(check_collection(collection))} WHERE id = ?"
-            request = _Get(sql, doc_id)
-            self._gets.append(request)
-            self._gets_ready.set()
-            await request.done.wait()
-            if request.error is not None:
-                raise request.error
-            return request.doc
+            request = GetRequest(self._reader, tbl, doc_id, current_task())
+            self._reader.submit(request)
+            doc: Document | None = await wait_task_rescheduled(request.abort)
+        except BaseException as exc:
+            if not isinstance(exc, trio.Cancelled):
+                self._metrics.error("get", type(exc).__name__)
+            self._metrics.observe("get", time.perf_counter() - started)
+            raise
+        self._metrics.observe("get", time.perf_counter() - started)
+        return doc
 
     async def find(
         self,

@@ -291,6 +291,30 @@ def fetch_docs(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> lis
         raise
 
 
+#: ``fetch_by_ids`` pads its ``IN (...)`` list to one of these lengths (repeating the last id), so
+#: a handful of statement shapes stay in the connection's statement cache.
+IN_LIST_SIZES: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+def fetch_by_ids(conn: sqlite3.Connection, tbl: str, ids: Sequence[str]) -> dict[str, str]:
+    """The JSON text of the documents of ``tbl`` among ``ids`` (missing ids are absent): one
+    ``SELECT ... WHERE id IN (...)`` per 512 ids instead of one statement per id."""
+    found: dict[str, str] = {}
+    top = IN_LIST_SIZES[-1]
+    try:
+        for start in range(0, len(ids), top):
+            chunk = list(ids[start : start + top])
+            size = next(n for n in IN_LIST_SIZES if n >= len(chunk))
+            chunk.extend(chunk[-1:] * (size - len(chunk)))
+            marks = ",".join("?" * size)
+            found.update(conn.execute(f"SELECT id, doc FROM {tbl} WHERE id IN ({marks})", chunk))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}
+        raise
+    return found
+
+
 def fetch_scalar(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
     try:
         row = conn.execute(sql, params).fetchone()

@@ -40,6 +40,7 @@ def test_config(
     supervisor: Mapping[str, Any] | None = None,
     services: list[Mapping[str, Any]] | None = None,
     node: Mapping[str, Any] | None = None,
+    redis_url: str = "",
 ) -> Config:
     """A config for tests: no HTTP, serialization checked, timers plus one pool per kind."""
     children: list[Mapping[str, Any]] = [{"type": "service", "name": "timers", "service": "timers"}]
@@ -55,6 +56,7 @@ def test_config(
         "node": {"name": "test", "check_serialization": True, "drain_timeout_seconds": 5.0,
                  **(node or {})},
         "http": {"enabled": False},
+        "redis": {"url": redis_url},
         "supervisor": {**(supervisor or {}), "children": children},
     }
     return parse_config(data, source="<test>", env={})

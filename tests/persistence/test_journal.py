@@ -9,10 +9,12 @@ import trio
 
 from tektree.persistence import (
     DocumentStore,
+    DomainEvent,
     DuplicateEvent,
     Journal,
     JournalConflict,
     JournalEvent,
+    StaleFencingToken,
     StoredEvent,
 )
 
@@ -97,8 +99,8 @@ async def test_stale_writer_gets_journal_conflict(store: DocumentStore) -> None:
     await old.append("acct", [deposit(1)])
     await new.recover("acct")
     await new.append("acct", [deposit(2)], fencing_token=2)
-    with pytest.raises(JournalConflict) as info:
-        await old.append("acct", [deposit(3)], fencing_token=1)
+    with pytest.raises(JournalConflict) as info:  # without a token, the seq index guards alone
+        await old.append("acct", [deposit(3)])
     assert info.value.seq == 2
     assert [e.event_id for e in await new.read("acct")] == ["e1", "e2"]
 
@@ -117,3 +119,68 @@ async def test_concurrent_appends_from_many_actors(store: DocumentStore) -> None
     for actor in (0, 17, 49):
         assert [e.seq for e in await journal.read(f"w{actor}")] == [1, 2, 3, 4, 5]
     assert await store.count("journal") == 250
+
+
+async def test_lower_fencing_token_is_refused_and_writes_nothing(store: DocumentStore) -> None:
+    old, new = Journal(store), Journal(store)
+    await old.append("acct", [deposit(1)], fencing_token=1)
+    await new.recover("acct")
+    await new.append("acct", [deposit(2)], fencing_token=2)
+    await old.recover("acct")  # even with an up-to-date head, the old lease cannot write
+    with pytest.raises(StaleFencingToken) as info:
+        await old.append("acct", [deposit(3)], fencing_token=1)
+    assert (info.value.actor_id, info.value.token, info.value.current) == ("acct", 1, 2)
+    assert "fencing token 1" in str(info.value) and "token 2 is already recorded" in str(info.value)
+    assert [e.event_id for e in await new.read("acct")] == ["e1", "e2"]
+    assert await new.fence("acct") == 2
+    # the same token and higher ones pass; the fence follows the highest; other actors are apart
+    assert [e.seq for e in await new.append("acct", [deposit(4)], fencing_token=2)] == [3]
+    assert [e.seq for e in await new.append("acct", [deposit(5)], fencing_token=5)] == [4]
+    assert await new.fence("acct") == 5
+    assert [e.seq for e in await old.append("other", [deposit(1)], fencing_token=1)] == [1]
+    # a refused append sends no outbox event either
+    with pytest.raises(StaleFencingToken):
+        await old.append("acct", [deposit(6)], fencing_token=4,
+                         outbox=[DomainEvent(event_type="x.y", event_id="evt_stale")])
+    assert await store.get("events", "evt_stale") is None
+    assert await store.count("journal", {"actor_id": "acct"}) == 4
+
+
+async def test_stale_token_in_a_concurrent_race_is_refused(store: DocumentStore) -> None:
+    journal = Journal(store)
+    results: dict[int, str] = {}
+
+    async def writer(token: int) -> None:
+        try:
+            await Journal(store).append("raced", [deposit(token)], fencing_token=token)
+            results[token] = "ok"
+        except StaleFencingToken:
+            results[token] = "stale"
+        except JournalConflict:
+            results[token] = "conflict"  # lost the race for the next seq to a valid writer
+
+    await journal.append("raced", [deposit(0)], fencing_token=3)
+    async with trio.open_nursery() as nursery:
+        for token in (1, 2, 3, 4):
+            nursery.start_soon(writer, token)
+    assert results[1] == results[2] == "stale"
+    assert "ok" in (results[3], results[4])
+    tokens = [e.fencing_token for e in await journal.read("raced")]
+    assert len(tokens) == 2 and all(t is not None and t >= 3 for t in tokens)
+
+
+async def test_outbox_and_extra_writes_commit_with_the_events(store: DocumentStore) -> None:
+    journal = Journal(store)
+    event = DomainEvent(event_type="acct.deposited", payload={"amount": 1}, event_id="evt_1")
+    stored = await journal.append(
+        "acct", [deposit(1)], outbox=[event],
+        also=lambda unit: unit.update("balances", "acct", {"$inc": {"v": 1}}, upsert=True),
+    )
+    assert [e.seq for e in stored] == [1]
+    doc = await store.get("events", "evt_1")
+    assert doc is not None and doc["published"] is False
+    assert (await store.get("balances", "acct") or {}).get("v") == 1
+    # a redelivery (skip_duplicates) appends nothing and writes neither again
+    again = DomainEvent(event_type="acct.deposited", event_id="evt_2")
+    assert await journal.append("acct", [deposit(1)], skip_duplicates=True, outbox=[again]) == []
+    assert await store.get("events", "evt_2") is None

@@ -118,3 +118,68 @@ async def test_closed_and_unopenable_stores(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable, match=r"a_dir\.sqlite3"):
         async with SqliteStore.open(tmp_path / "a_dir.sqlite3"):
             pass
+
+
+async def test_concurrent_gets_share_thread_hops_and_each_gets_its_own_copy(
+    tmp_path: Path,
+) -> None:
+    async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        await store.insert_many("a", [{"_id": f"k{i}", "n": i} for i in range(50)])
+        await store.insert_many("b", [{"_id": f"k{i}", "m": -i} for i in range(10)])
+        batches_before = store._reader.batches
+        wanted = [(c, f"k{i}") for i in range(60) for c in ("a", "b", "nosuch")] * 2
+        got: dict[int, object] = {}
+
+        async def get(index: int, collection: str, doc_id: str) -> None:
+            got[index] = await store.get(collection, doc_id)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                for index, (collection, doc_id) in enumerate(wanted):
+                    nursery.start_soon(get, index, collection, doc_id)
+        for index, (collection, doc_id) in enumerate(wanted):
+            i = int(doc_id[1:])
+            expected = {
+                "a": {"_id": doc_id, "n": i} if i < 50 else None,
+                "b": {"_id": doc_id, "m": -i} if i < 10 else None,
+                "nosuch": None,
+            }[collection]
+            assert got[index] == expected, (collection, doc_id)
+        assert store._reader.batches - batches_before < len(wanted) / 10  # batched
+        first, second = got[0], got[len(wanted) // 2]  # ("a", "k0") twice, in one batch
+        assert first == second and first is not second
+        assert store.statistics().operations["get"].count == len(wanted)
+
+
+async def test_cancelled_get_raises_at_once_and_the_store_goes_on(tmp_path: Path) -> None:
+    async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        await store.insert("c", {"_id": "1"})
+        for _ in range(20):  # cancelled while queued or while its batch is in a thread
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    for _ in range(5):
+                        nursery.start_soon(store.get, "c", "1")
+                    await trio.lowlevel.checkpoint()
+                    scope.cancel()
+            assert scope.cancelled_caught
+        assert store._reader.queued == []
+        assert await store.get("c", "1") == {"_id": "1"}
+
+
+async def test_gets_waiting_when_the_store_closes_fail_with_store_closed(
+    tmp_path: Path,
+) -> None:
+    outcomes: list[str] = []
+
+    async def get(store: SqliteStore) -> None:
+        try:
+            await store.get("c", "1")
+            outcomes.append("read")
+        except StoreClosed:
+            outcomes.append("closed")
+
+    async with trio.open_nursery() as nursery, SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        for _ in range(50):
+            nursery.start_soon(get, store)
+        await trio.testing.wait_all_tasks_blocked()
+    assert len(outcomes) == 50 and set(outcomes) <= {"read", "closed"}
