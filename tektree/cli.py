@@ -5,6 +5,7 @@ tektree run [--config PATH] [--host H] [--port N] [--data-dir DIR] [--name NAME]
 tektree node --config PATH --name NAME [--role ROLE ...]
 tektree config check [--config PATH]
 tektree config env
+tektree cluster status [--config PATH] [--redis-url URL]
 ```
 
 Without ``--config``, ``./supervisor.toml`` is used when it exists, else the built-in defaults.
@@ -98,6 +99,15 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(command=_config_check)
     env = config_commands.add_parser("env", help="print the TEKTREE_* variables (markdown)")
     env.set_defaults(command=_config_env)
+
+    cluster = commands.add_parser("cluster", help="inspect the cluster")
+    cluster_commands = cluster.add_subparsers(title="cluster commands", required=True,
+                                              metavar="COMMAND")
+    status = cluster_commands.add_parser(
+        "status", help="members, their roles, actor counts and mailbox depths")
+    status.add_argument("--config", metavar="PATH", help="TOML configuration (for redis.url)")
+    status.add_argument("--redis-url", metavar="URL", help="overrides redis.url")
+    status.set_defaults(command=_cluster_status)
     return parser
 
 
@@ -142,6 +152,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(level=config.logging.level, fmt=config.logging.format,
                       node=config.node.resolved_name())
     node = Node(config)  # imports the actor classes and services; a bad path is a ConfigError
+    node.roles = tuple(args.roles)
     return trio.run(_serve, node, args.roles, args.cluster_node)
 
 
@@ -174,6 +185,45 @@ def _config_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     Node(config)  # also imports every actor class and service the tree names
     print(f"ok: {config.source}")
+    return EXIT_OK
+
+
+def _cluster_status(args: argparse.Namespace) -> int:
+    overrides = {"redis.url": args.redis_url} if args.redis_url else None
+    config = _load(args.config, overrides)
+    if config.redis.embedded:
+        print("tektree: no cluster: redis.url is empty (set it, $TEKTREE_REDIS_URL or "
+              "--redis-url)", file=sys.stderr)
+        return EXIT_CONFIG
+    return trio.run(_print_status, config.redis.url)
+
+
+async def _print_status(url: str) -> int:
+    from tektree.cluster import TRANSIENT_ERRORS, open_redis_link, read_members
+
+    unreachable: tuple[type[BaseException], ...] = (trio.TooSlowError, *TRANSIENT_ERRORS)
+    try:
+        async with open_redis_link(url) as link:
+            with trio.fail_after(10):
+                members = await read_members(link, retry=False)
+    except unreachable as exc:
+        print(f"tektree: redis at {url} is unreachable: {exc!r}", file=sys.stderr)
+        return EXIT_NODE_FAILED
+    rows = [("NODE", "ROLES", "ACTORS", "QUEUED", "EXPIRES IN")]
+    for info in members:
+        actors = info.info.get("actors", {})
+        queued = info.info.get("queued", {})
+        rows.append((
+            info.name,
+            ",".join(sorted(info.roles)) or "-",
+            " ".join(f"{k}={v}" for k, v in sorted(actors.items())) or "0",
+            str(sum(queued.values())) if queued else "0",
+            f"{info.expires_in_ms / 1000:.1f}s",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print(f"{len(members)} member(s)")
     return EXIT_OK
 
 

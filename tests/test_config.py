@@ -117,10 +117,10 @@ def test_repo_supervisor_toml_loads() -> None:
     assert config.redis.embedded
     assert config.store.backend == "sqlite"
     names = [child.name for child in config.supervisor.children]
-    assert names == ["store", "timers", "gateway"]
+    assert names == ["store", "timers", "cluster", "gateway"]
     store = config.supervisor.children[0]
     assert isinstance(store, ServiceSpec) and store.service == "store"
-    gateway = config.supervisor.children[2]
+    gateway = config.supervisor.children[3]
     assert isinstance(gateway, ServiceSpec)
     assert gateway.service == "gateway.service:serve"
 
@@ -145,10 +145,11 @@ def test_repo_supervisor_toml_commented_examples_are_valid(tmp_path: Path) -> No
         ServiceSpec,
         ServiceSpec,
         ServiceSpec,
+        ServiceSpec,
         ActorPoolSpec,
         SupervisorSpec,
     ]
-    user, knowledge = children[3], children[4]
+    user, knowledge = children[4], children[5]
     assert isinstance(user, ActorPoolSpec) and user.actor == "actors.profile:UserProfileActor"
     assert isinstance(knowledge, SupervisorSpec)
     assert [child.name for child in knowledge.children] == ["question"]

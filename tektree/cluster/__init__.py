@@ -4,6 +4,7 @@ Embedded mode (no ``redis.url``) uses none of this: one node runs everything in-
 """
 
 from tektree.cluster._redis import TRANSIENT_ERRORS, RedisLink, open_redis_link
+from tektree.cluster.leases import Lease, LeaseBusy, Leases, LeasesStatistics
 from tektree.cluster.membership import MemberInfo, Membership, MembershipView, read_members
 from tektree.cluster.placement import Member, NoEligibleMember, home, moved, score
 from tektree.cluster.pubsub import (
@@ -17,11 +18,22 @@ from tektree.cluster.pubsub import (
     Subscription,
     SubscriptionDropped,
 )
+from tektree.cluster.transport import (
+    Inbound,
+    StreamTransport,
+    TransportBackpressure,
+    TransportStatistics,
+)
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
     "FRAME_VERSION",
     "TRANSIENT_ERRORS",
+    "Inbound",
+    "Lease",
+    "LeaseBusy",
+    "Leases",
+    "LeasesStatistics",
     "LocalPubSub",
     "Member",
     "MemberInfo",
@@ -33,8 +45,11 @@ __all__ = [
     "PublishTimeout",
     "RedisLink",
     "RedisPubSub",
+    "StreamTransport",
     "Subscription",
     "SubscriptionDropped",
+    "TransportBackpressure",
+    "TransportStatistics",
     "home",
     "moved",
     "open_redis_link",
