@@ -9,6 +9,7 @@ and gives open requests :data:`GRACEFUL_TIMEOUT_SECONDS` to finish.
 from __future__ import annotations
 
 import logging
+import socket
 from functools import partial
 from typing import Any
 
@@ -58,6 +59,27 @@ def hypercorn_config(http: HttpConfig) -> HypercornConfig:
     return config
 
 
+def _bind_error(host: str, port: int, error: BaseException) -> OSError:
+    return OSError(
+        getattr(error, "errno", None),
+        f"cannot listen on http://{host}:{port}: {error}; free the port or set http.port "
+        "(--port, $TEKTREE_HTTP_PORT)",
+    )
+
+
+def _probe_bind(host: str, port: int) -> None:
+    """Fail early and clearly on an address in use (hypercorn would also leak its socket)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise _bind_error(host, port, error) from None
+
+
 async def serve(node: Node, spec: ServiceSpec, *, task_status: trio.TaskStatus[Any]) -> None:
     """Serve HTTP for ``node`` until it stops; idle when ``http.enabled`` is false."""
     if not node.config.http.enabled or node.stopping.is_set():
@@ -66,9 +88,17 @@ async def serve(node: Node, spec: ServiceSpec, *, task_status: trio.TaskStatus[A
     app = create_app(node)
     run = partial(hypercorn.trio.serve, app, hypercorn_config(node.config.http),
                   shutdown_trigger=node.stopping.wait)
+    http = node.config.http
+    _probe_bind(http.host, http.port)
     try:
         async with trio.open_nursery() as nursery:
-            binds: list[str] = await nursery.start(run)
+            try:
+                binds: list[str] = await nursery.start(run)
+            except* OSError as group:
+                error: BaseException = group
+                while isinstance(error, BaseExceptionGroup):
+                    error = error.exceptions[0]
+                raise _bind_error(http.host, http.port, error) from None
             node.bound["http"] = list(binds)
             _log.info("http listening", binds=binds)
             task_status.started(binds)

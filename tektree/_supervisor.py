@@ -247,7 +247,7 @@ class Supervisor:
                 try:
                     await child.run(task_status=status)
                 except Exception as exc:
-                    error = exc
+                    error = _unwrap(exc)
             if not status.started_ok:
                 status.error = error or RuntimeError(
                     f"child {child.name!r} returned before reporting it had started"
@@ -299,6 +299,14 @@ class Supervisor:
     async def _rest_for_one(self, index: int) -> bool:
         await self._stop_range(range(index, len(self.children)))
         return await self._restart_range(range(index, len(self.children)))
+
+
+def _unwrap(error: Exception) -> Exception:
+    """The one exception inside nested single-member groups (what nurseries wrap), else the
+    error itself: logs and ``SupervisorFailed`` then name the real failure."""
+    while isinstance(error, ExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def _should_restart(restart: str, error: BaseException | None) -> bool:

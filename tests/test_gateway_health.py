@@ -9,11 +9,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+import pytest
 import trio
 
 import kit
 from gateway.app import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
-from tektree import Config, Node, parse_config
+from tektree import Config, Node, NodeFailed, parse_config
 from tektree.testing import open_test_node
 
 TIMEOUT = 10
@@ -169,3 +170,20 @@ async def test_http_disabled_keeps_the_gateway_idle() -> None:
         async with open_test_node(config, actors={"counter": kit.Counter}) as node:
             assert "http" not in node.bound
             assert "gateway" in node.root.running_children
+
+
+async def test_a_taken_port_fails_the_node_with_a_clear_reason() -> None:
+    # Regression: the bind error used to surface as nested ExceptionGroups.
+    with trio.socket.socket() as taken:
+        await taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = attrs.evolve(gateway_config(port=port),
+                              supervisor=attrs.evolve(gateway_config().supervisor,
+                                                      max_restarts=0))
+        node = Node(config)
+        with pytest.raises(NodeFailed) as info:
+            with trio.fail_after(10):
+                await node.serve()
+    assert f"cannot listen on http://127.0.0.1:{port}" in str(info.value)
+    assert "Address already in use" in str(info.value)
