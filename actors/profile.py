@@ -1,0 +1,607 @@
+"""``UserProfileActor``: one user's gamification profile, event-sourced.
+
+The seed's ``gamification_profiles`` document is a fold of the user's journal, whose events are
+the seed's ``xp_transactions`` grouped by cause: each domain event that credits the user (see
+:func:`credits`) becomes **one** journal event, appended under the cause's id, holding every XP
+transaction it produced (the action's XP, streak milestone, quest and achievement bonuses) and
+the new streak, quest and counter values. The gamification events it raises
+(``gamification.xp.earned``, ``level.up``, ``achievement.unlocked``, ``quest.completed``,
+``streak.milestone``) go to the outbox in the same unit.
+
+Idempotency. The journal key of a cause is the domain event id (for votes and likes: one key per
+voter and target, ``upvote:<type>:<target>:<voter>``, so voting, withdrawing and voting again
+pays once). The last ``idempotency_window`` keys are in the state (answered without touching the
+store); older ones collide in the journal (``persist`` returns False). One journal event per
+cause, never several: ``persist`` suffixes several events with ``#i``, and a redelivery computed
+on a later state could produce a different number of them.
+
+Time. Rules take the time the activity happened: the event's ``timestamp`` (the clock's ``now``
+when it has none). So a redelivery hours later is charged to the right UTC day and ISO week.
+The actor's :class:`~actors.rules.Clock` (class attribute ``clock``; tests subclass with a
+``FixedClock``) answers "now" for the reads: today's daily XP, the streak shown today, quests.
+
+After the unit commits, the actor tells the leaderboards (``global`` and ``weekly:<ISO week of
+the event>``) the user's new scores, versioned by the journal ``seq`` so a stale update never
+overwrites a newer one, and publishes each gamification event to ``notifications:<user>``.
+Both are best effort: scores are absolute (the next update repairs a lost one) and pub/sub is
+fire-and-forget; the outbox holds the durable copy of every event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final
+
+import attrs
+
+from actors import events
+from actors.leaderboard import LEADERBOARD_KIND, OptOut, SetScore
+from actors.rules import (
+    ACHIEVEMENTS,
+    Clock,
+    FeaturedAchievementError,
+    QuestDef,
+    QuestState,
+    StreakState,
+    SystemClock,
+    XpLedger,
+    XpReason,
+    XpTable,
+    XpTableError,
+    XpTransaction,
+    award,
+    choose_featured,
+    current_streak_on,
+    evaluate_achievements,
+    iso_week,
+    level_for,
+    levels_gained,
+    next_utc_midnight,
+    quest_period_id,
+    quest_progress,
+    record_activity,
+    record_quest,
+    streak_milestone_reason,
+    utc_day,
+)
+from tektree import TekTreeError, handler, message
+from tektree.persistence import JOURNAL, DomainEvent, EventSourcedActor, format_timestamp
+
+__all__ = [
+    "APPLIED",
+    "COUNTERS",
+    "USER_KIND",
+    "ApplyEvent",
+    "Credit",
+    "GetProfile",
+    "GetQuests",
+    "GetXpTransactions",
+    "InvalidEvent",
+    "SetFeatured",
+    "SetLeaderboardOptOut",
+    "UserProfileActor",
+    "credits",
+    "event_time",
+    "notifications_topic",
+]
+
+USER_KIND: Final = "user"
+#: Journal event types.
+APPLIED: Final = "gamification.applied"
+FEATURED: Final = "gamification.featured"
+OPTED_OUT: Final = "gamification.opt_out"
+#: The counters a profile keeps (``streak_days``, ``level`` and ``weekly_rank`` are derived).
+COUNTERS: Final = (
+    "questions_posted", "answers_submitted", "answers_accepted", "upvotes_received",
+    "insights_published", "comments_added", "areas_created",
+)  # fmt: skip
+MAX_TRANSACTIONS_PAGE: Final = 100
+_OPTIONS: Final = frozenset({"xp_table", "role"})
+
+
+def notifications_topic(user_id: str) -> str:
+    """The pub/sub topic of one user's notifications."""
+    return f"notifications:{user_id}"
+
+
+# -- messages ------------------------------------------------------------------------------------
+@message("user.apply_event")
+class ApplyEvent:
+    """Apply a domain event envelope (the seed's ``events`` document) to the user's profile."""
+
+    envelope: dict[str, Any]
+
+
+@message("user.get_profile")
+class GetProfile:
+    pass
+
+
+@message("user.get_xp_transactions")
+class GetXpTransactions:
+    """Newest first; ``cursor`` is the ``next_cursor`` of the previous page."""
+
+    limit: int = 20
+    cursor: str | None = None
+
+
+@message("user.get_quests")
+class GetQuests:
+    pass
+
+
+@message("user.set_featured")
+class SetFeatured:
+    ids: tuple[str, ...]
+
+
+@message("user.set_leaderboard_opt_out")
+class SetLeaderboardOptOut:
+    opted_out: bool
+
+
+# -- which events credit whom (pure; the wiring routes with it too) --------------------------------
+class InvalidEvent(ValueError):
+    """An envelope the rules cannot read; ``field`` names the part that is wrong."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"event {field}: {detail}")
+        self.field = field
+
+
+@attrs.frozen(kw_only=True)
+class Credit:
+    """What one domain event earns one user: ``reason`` (None: counted, no XP), the counters
+    it bumps by one, the dedupe ``key`` and the entity it is about."""
+
+    user_id: str
+    reason: XpReason | None
+    key: str
+    counters: tuple[str, ...] = ()
+    entity_type: str | None = None
+    entity_id: str | None = None
+
+
+def _field(payload: Mapping[str, Any], name: str) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"payload.{name}", f"must be a non-empty string, got {value!r:.60}")
+    return value
+
+
+def credits(event_type: str, event_id: str, payload: Mapping[str, Any]) -> list[Credit]:
+    """The users ``event_type`` credits, each at most once (the first role wins, so a
+    self-accepted answer pays the answerer's half only). ``[]`` for events that earn nothing."""
+
+    def f(name: str) -> str:
+        return _field(payload, name)
+
+    if event_type == "user.registered":
+        return [Credit(user_id=f("user_id"), reason=XpReason.WELCOME, key=event_id,
+                       entity_type="user", entity_id=f("user_id"))]
+    if event_type == "knowledge.question.posted":
+        return [Credit(user_id=f("author_id"), reason=XpReason.QUESTION_POSTED, key=event_id,
+                       counters=("questions_posted",), entity_type="question",
+                       entity_id=f("question_id"))]
+    if event_type == "knowledge.answer.submitted":
+        return [Credit(user_id=f("author_id"), reason=XpReason.ANSWER_SUBMITTED, key=event_id,
+                       counters=("answers_submitted",), entity_type="answer",
+                       entity_id=f("answer_id"))]
+    if event_type == "knowledge.answer.accepted":
+        answerer, asker = f("answer_author_id"), f("question_author_id")
+        out = [Credit(user_id=answerer, reason=XpReason.ANSWER_ACCEPTED, key=event_id,
+                      counters=("answers_accepted",), entity_type="answer",
+                      entity_id=f("answer_id"))]
+        if asker != answerer:
+            out.append(Credit(user_id=asker, reason=XpReason.ANSWER_ACCEPTED_ASKER, key=event_id,
+                              entity_type="answer", entity_id=f("answer_id")))
+        return out
+    if event_type == "knowledge.content.voted":
+        target_type, voter, author = f("target_type"), f("voter_id"), f("author_id")
+        if payload.get("value") != 1 or payload.get("previous_value") == 1 or voter == author:
+            return []  # only a new up-vote pays; down-votes and withdrawals cost nothing
+        reason = {"answer": XpReason.ANSWER_UPVOTED, "question": XpReason.QUESTION_UPVOTED}.get(
+            target_type)
+        if reason is None:
+            raise InvalidEvent("payload.target_type",
+                               f"must be 'answer' or 'question', got {target_type!r:.40}")
+        return [Credit(user_id=author, reason=reason,
+                       key=f"upvote:{target_type}:{f('target_id')}:{voter}",
+                       counters=("upvotes_received",), entity_type=target_type,
+                       entity_id=f("target_id"))]
+    if event_type == "knowledge.content.liked":
+        liker, author = f("liker_id"), f("author_id")
+        if liker == author:
+            return []
+        return [Credit(user_id=author, reason=XpReason.CONTENT_LIKED,
+                       key=f"like:{f('target_type')}:{f('target_id')}:{liker}",
+                       entity_type=f("target_type"), entity_id=f("target_id"))]
+    if event_type == "knowledge.insight.shared":
+        return [Credit(user_id=f("author_id"), reason=XpReason.INSIGHT_PUBLISHED, key=event_id,
+                       counters=("insights_published",), entity_type="insight",
+                       entity_id=f("insight_id"))]
+    if event_type == "knowledge.comment.added":
+        return [Credit(user_id=f("author_id"), reason=XpReason.COMMENT_ADDED, key=event_id,
+                       counters=("comments_added",), entity_type="comment",
+                       entity_id=f("comment_id"))]
+    if event_type == "knowledge.area.created":
+        return [Credit(user_id=f("created_by"), reason=None, key=event_id,
+                       counters=("areas_created",), entity_type="area", entity_id=f("area_id"))]
+    return []
+
+
+def event_time(envelope: Mapping[str, Any], default: dt.datetime) -> dt.datetime:
+    """The envelope's ``timestamp`` as an aware UTC datetime (``default`` without one)."""
+    stamp = envelope.get("timestamp")
+    if stamp is None or stamp == "":
+        return default
+    if isinstance(stamp, dt.datetime):
+        parsed = stamp
+    elif isinstance(stamp, str):
+        try:
+            parsed = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidEvent("timestamp", f"{stamp!r:.60} is not ISO 8601") from None
+    else:
+        raise InvalidEvent("timestamp", f"must be an ISO 8601 string, got {stamp!r:.60}")
+    if parsed.tzinfo is None:
+        raise InvalidEvent("timestamp", f"{stamp!r:.60} has no timezone (use UTC, 'Z')")
+    return parsed.astimezone(dt.UTC)
+
+
+# -- the fold's state ------------------------------------------------------------------------------
+def _streak_doc(state: StreakState) -> dict[str, Any]:
+    day = state.last_active_day
+    return {"current": state.current, "longest": state.longest,
+            "last_active_day": None if day is None else day.isoformat(),
+            "freezes_available": state.freezes_available}  # fmt: skip
+
+
+def _streak(doc: Mapping[str, Any]) -> StreakState:
+    day = doc["last_active_day"]
+    return StreakState(current=doc["current"], longest=doc["longest"],
+                       last_active_day=None if day is None else dt.date.fromisoformat(day),
+                       freezes_available=doc["freezes_available"])  # fmt: skip
+
+
+def _ledger(state: Mapping[str, Any]) -> XpLedger:
+    day = state["daily_xp_day"]
+    return XpLedger(user_id=state["user_id"], total_xp=state["total_xp"],
+                    day=None if day is None else dt.date.fromisoformat(day),
+                    daily_xp_earned=state["daily_xp_earned"])  # fmt: skip
+
+
+def _transaction_doc(txn: XpTransaction, credit: Credit) -> dict[str, Any]:
+    doc = txn.as_document()
+    doc["timestamp"] = format_timestamp(txn.created_at)
+    doc["related_entity_type"] = credit.entity_type
+    doc["related_entity_id"] = credit.entity_id
+    return doc
+
+
+@attrs.frozen(kw_only=True)
+class _Gain:
+    """What one credit does: the journal event, the outbox events, the scores to announce."""
+
+    record: dict[str, Any]
+    outbox: list[DomainEvent]
+    xp: int
+    weekly: dict[str, Any] | None
+
+
+def _gain(
+    state: Mapping[str, Any], credit: Credit, at: dt.datetime, table: XpTable,
+    source: Mapping[str, Any], producer: str,
+) -> _Gain:
+    user = credit.user_id
+    ledger = _ledger(state)
+    txns: list[dict[str, Any]] = []
+    outbox: list[DomainEvent] = []
+    corr: dict[str, Any] = {
+        "correlation_id": source.get("correlation_id"), "trace_id": source.get("trace_id"),
+        "producer_id": producer,
+        "metadata": {"user_id": user, "source_event_id": source.get("event_id")},
+    }
+
+    def emit(evt: object, event_id: str) -> None:
+        outbox.append(events.to_envelope(evt, event_id=event_id, **corr))
+
+    def pay(reason: XpReason, key: str, amount: int | None = None) -> int:
+        nonlocal ledger
+        result = award(ledger, reason=reason, event_id=key, at=at, table=table, amount=amount)
+        ledger = result.state
+        if result.transaction is not None:
+            txns.append(_transaction_doc(result.transaction, credit))
+            if result.amount > 0:
+                emit(events.XpEarned(user_id=user, amount=result.amount, reason=reason.value,
+                                     source_event_id=key, total_xp=ledger.total_xp,
+                                     capped_amount=result.capped_amount),
+                     f"evt_xp:{user}:{key}")
+        return result.amount
+
+    base = 0 if credit.reason is None else pay(credit.reason, credit.key)
+    counters = dict(state["counters"])
+    for name in credit.counters:
+        counters[name] = counters.get(name, 0) + 1
+
+    streak = _streak(state["streak"])
+    streak_changed = False
+    if credit.reason is not None:
+        update = record_activity(streak, utc_day(at))
+        streak_changed = update.state != streak
+        streak = update.state
+        for milestone in update.milestones:
+            bonus = pay(streak_milestone_reason(milestone.days), milestone.award_event_id)
+            emit(events.StreakMilestone(user_id=user, days=milestone.days, bonus_xp=bonus),
+                 f"evt_streak:{user}:{milestone.day.isoformat()}:{milestone.days}")
+
+    quests = QuestState.from_snapshot(state["quests"])
+    completed: list[QuestDef] = []
+    for counter, amount in [*((name, 1) for name in credit.counters), ("xp_earned", base)]:
+        quest_update = record_quest(quests, counter=counter, amount=amount, at=at)
+        quests = quest_update.new_state
+        completed.extend(quest_update.completed)
+    for quest in completed:
+        period = quest_period_id(quest.period, at)
+        reward = pay(XpReason.QUEST_COMPLETED, f"quest:{quest.id}:{period}", quest.xp_reward)
+        emit(events.QuestCompleted(user_id=user, quest_id=quest.id, period=period,
+                                   xp_reward=reward), f"evt_quest:{user}:{quest.id}:{period}")
+
+    unlocked_before = set(state["achievements"])
+    unlocked = set(unlocked_before)
+    newly: list[str] = []
+    for _ in range(len(ACHIEVEMENTS)):  # an achievement's XP may raise the level: another round
+        stats = {**counters, "streak_days": streak.current,
+                 "level": level_for(ledger.total_xp).current_level}
+        found = evaluate_achievements(stats, unlocked)
+        if not found:
+            break
+        for achievement in found:
+            unlocked.add(achievement.id)
+            newly.append(achievement.id)
+            reward = pay(XpReason.ACHIEVEMENT_UNLOCKED, f"achievement:{achievement.id}",
+                         achievement.xp_reward)
+            emit(events.AchievementUnlocked(user_id=user, achievement_id=achievement.id,
+                                            name=achievement.name, xp_reward=reward),
+                 f"evt_achievement:{user}:{achievement.id}")
+
+    for level in levels_gained(state["total_xp"], ledger.total_xp):
+        emit(events.LevelUp(user_id=user, old_level=level - 1, new_level=level,
+                            total_xp=ledger.total_xp), f"evt_level:{user}:{level}")
+
+    xp = ledger.total_xp - state["total_xp"]
+    week, held = iso_week(at), state["weekly"]
+    weekly: dict[str, Any] | None
+    if held is not None and held["week"] == week:
+        weekly = {"week": week, "xp": held["xp"] + xp}
+    elif held is None or week > held["week"]:
+        weekly = {"week": week, "xp": xp}
+    else:
+        weekly = None  # a late event of a closed week: that board is final
+    record = {
+        "type": APPLIED, "cause": credit.key, "source_event_id": source.get("event_id"),
+        "source_event_type": source.get("event_type"), "at": format_timestamp(at),
+        "transactions": txns, "counters": {name: 1 for name in credit.counters},
+        "streak": _streak_doc(streak) if streak_changed else None,
+        "quests": quests.snapshot(), "unlocked": newly, "weekly": weekly,
+    }  # fmt: skip
+    return _Gain(record=record, outbox=outbox, xp=xp, weekly=weekly)
+
+
+def _xp_table(options: Mapping[str, Any]) -> XpTable:
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise XpTableError(f"options.{sorted(unknown)[0]}", options[sorted(unknown)[0]],
+                           f"unknown option of kind {USER_KIND!r}; known: {sorted(_OPTIONS)}")
+    return XpTable.from_mapping(options.get("xp_table", {}))
+
+
+class UserProfileActor(EventSourcedActor[dict[str, Any]]):
+    """Kind ``user``, key = the user id (see the module docstring)."""
+
+    snapshot_every = 100
+    #: Where "now" comes from for the reads; tests subclass with a ``FixedClock``.
+    clock: ClassVar[Clock] = SystemClock()
+
+    table: XpTable
+
+    async def on_activate(self) -> None:
+        self.table = _xp_table(self.ctx.options)
+        await super().on_activate()
+
+    def initial_state(self) -> dict[str, Any]:
+        return {
+            "user_id": self.ctx.id.key, "total_xp": 0, "current_level": 1,
+            "xp_to_next_level": level_for(0).xp_to_next_level, "daily_xp_earned": 0,
+            "daily_xp_day": None, "streak": _streak_doc(StreakState()),
+            "last_activity_at": None, "achievements": [], "featured_achievements": [],
+            "quests": QuestState().snapshot(), "counters": dict.fromkeys(COUNTERS, 0),
+            "weekly": None, "leaderboard_opt_out": False, "recent_event_ids": [],
+            "updated_at": None,
+        }  # fmt: skip
+
+    def apply(self, state: dict[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+        kind = event["type"]
+        if kind == APPLIED:
+            for txn in event["transactions"]:
+                state["total_xp"] += txn["amount"]
+                state["daily_xp_day"] = txn["cap_day"]
+                state["daily_xp_earned"] = txn["daily_total"]
+            info = level_for(state["total_xp"])
+            state["current_level"] = info.current_level
+            state["xp_to_next_level"] = info.xp_to_next_level
+            for name, delta in event["counters"].items():
+                state["counters"][name] = state["counters"].get(name, 0) + delta
+            if event["streak"] is not None:
+                state["streak"] = event["streak"]
+                state["last_activity_at"] = event["at"]
+            state["quests"] = event["quests"]
+            state["achievements"] = [*state["achievements"], *event["unlocked"]]
+            if event["weekly"] is not None:
+                state["weekly"] = event["weekly"]
+            window = self.table.idempotency_window
+            state["recent_event_ids"] = [*state["recent_event_ids"], event["cause"]][-window:]
+            state["updated_at"] = event["at"]
+        elif kind == FEATURED:
+            state["featured_achievements"] = list(event["ids"])
+        elif kind == OPTED_OUT:
+            state["leaderboard_opt_out"] = event["opted_out"]
+        return state
+
+    # -- reads -------------------------------------------------------------------------------------
+    @handler
+    def get_profile(self, msg: GetProfile) -> dict[str, Any]:
+        state = self.state
+        now = self.clock.now()
+        today = utc_day(now)
+        day = state["daily_xp_day"]
+        daily = state["daily_xp_earned"] if day is not None and today.isoformat() <= day else 0
+        streak = _streak(state["streak"])
+        return {
+            "user_id": state["user_id"], "total_xp": state["total_xp"],
+            "current_level": state["current_level"],
+            "xp_to_next_level": state["xp_to_next_level"], "daily_xp_earned": daily,
+            "daily_xp_cap": self.table.daily_cap,
+            "daily_xp_reset_at": format_timestamp(next_utc_midnight(now)),
+            "streak": {"current": current_streak_on(streak, today), "longest": streak.longest,
+                       "last_activity_at": state["last_activity_at"],
+                       "freezes_available": streak.freezes_available},
+            "achievements": list(state["achievements"]),
+            "featured_achievements": list(state["featured_achievements"]),
+            "counters": dict(state["counters"]),
+            "weekly_xp": (state["weekly"]["xp"]
+                          if state["weekly"] and state["weekly"]["week"] == iso_week(now) else 0),
+            "leaderboard_opt_out": state["leaderboard_opt_out"],
+            "updated_at": state["updated_at"],
+        }  # fmt: skip
+
+    @handler
+    def get_quests(self, msg: GetQuests) -> list[dict[str, Any]]:
+        rows = quest_progress(QuestState.from_snapshot(self.state["quests"]), self.clock.now())
+        return [
+            {"quest_id": row.quest.id, "title": row.quest.title, "period": row.quest.period,
+             "period_id": row.period_id, "counter": row.quest.counter, "target": row.quest.target,
+             "progress": row.progress, "completed": row.completed,
+             "xp_reward": row.quest.xp_reward, "resets_at": format_timestamp(row.resets_at)}
+            for row in rows
+        ]  # fmt: skip
+
+    @handler
+    async def get_xp_transactions(self, msg: GetXpTransactions) -> dict[str, Any]:
+        """A page of transactions, newest first; the cursor is ``<journal seq>:<index>``."""
+        limit = msg.limit
+        if type(limit) is not int or not 1 <= limit <= MAX_TRANSACTIONS_PAGE:
+            return {"error": f"limit must be an int in 1..{MAX_TRANSACTIONS_PAGE}, got {limit!r}"}
+        bound, skip = self.seq, 0
+        if msg.cursor is not None:
+            seq, sep, position = msg.cursor.partition(":")
+            if not (sep and seq.isdigit() and position.isdigit()):
+                return {"error": f"cursor {msg.cursor!r:.60} is not a next_cursor of this list"}
+            bound, skip = int(seq), int(position)
+        items: list[dict[str, Any]] = []
+        while bound > 0:
+            page = await self.store.find(
+                JOURNAL,
+                {"actor_id": self.journal_id, "event_type": APPLIED, "seq": {"$lte": bound}},
+                sort=[("seq", -1)], limit=limit,
+            )
+            for doc in page.items:
+                newest_first = doc["data"]["transactions"][::-1]
+                start = skip if doc["seq"] == bound else 0
+                for index in range(start, len(newest_first)):
+                    if len(items) == limit:
+                        return {"items": items, "next_cursor": f"{doc['seq']}:{index}"}
+                    items.append(newest_first[index])
+            if len(page.items) < limit:
+                break
+            bound, skip = page.items[-1]["seq"] - 1, 0
+        return {"items": items, "next_cursor": None}
+
+    # -- writes ------------------------------------------------------------------------------------
+    @handler
+    async def apply_event(self, msg: ApplyEvent) -> dict[str, Any]:
+        envelope = msg.envelope
+        user = self.ctx.id.key
+        try:
+            event_id, event_type = envelope.get("event_id"), envelope.get("event_type")
+            if not isinstance(event_id, str) or not event_id:
+                raise InvalidEvent("event_id", f"must be a non-empty string, got {event_id!r:.60}")
+            if not isinstance(event_type, str):
+                raise InvalidEvent("event_type", f"must be a string, got {event_type!r:.60}")
+            payload = envelope.get("payload")
+            if not isinstance(payload, Mapping):
+                raise InvalidEvent("payload", f"must be an object, got {payload!r:.60}")
+            mine = [c for c in credits(event_type, event_id, payload) if c.user_id == user]
+            at = event_time(envelope, self.clock.now())
+        except InvalidEvent as exc:
+            self.ctx.log.warning("invalid domain event ignored", actor=str(self.ctx.id),
+                                 event_id=envelope.get("event_id"), error=str(exc))
+            return {"status": "invalid", "error": str(exc)}
+        if not mine:
+            return {"status": "ignored", "total_xp": self.state["total_xp"]}
+        credit = mine[0]
+        if credit.key in self.state["recent_event_ids"]:
+            return {"status": "duplicate", "total_xp": self.state["total_xp"]}
+        gain = _gain(self.state, credit, at, self.table, envelope, self.ctx.system.node_name)
+        if not await self.persist([gain.record], event_id=credit.key, outbox=gain.outbox):
+            return {"status": "duplicate", "total_xp": self.state["total_xp"]}
+        await self._announce(gain, credit.key, at)
+        return {"status": "applied", "xp": gain.xp, "total_xp": self.state["total_xp"],
+                "level": self.state["current_level"], "events": len(gain.outbox)}
+
+    async def _announce(self, gain: _Gain, key: str, at: dt.datetime) -> None:
+        user, state = self.ctx.id.key, self.state
+        if gain.xp > 0:
+            scores = [("global", state["total_xp"])]
+            if gain.weekly is not None:
+                scores.append((f"weekly:{gain.weekly['week']}", gain.weekly["xp"]))
+            for board, score in scores:
+                await self._tell_board(board, SetScore(
+                    user_id=user, score=score, event_id=f"score:{user}:{key}", at=at,
+                    version=self.seq, opted_out=state["leaderboard_opt_out"]))
+        pubsub: Any = self.ctx.system.extensions.get("pubsub")
+        if pubsub is None:
+            return
+        topic = notifications_topic(user)
+        for event in gain.outbox:
+            try:
+                await pubsub.publish(topic, event.to_dict())
+            except Exception as exc:  # fire-and-forget; the outbox holds the durable copy
+                self.ctx.log.warning("notification publish failed", topic=topic, error=repr(exc))
+
+    async def _tell_board(self, board: str, msg: SetScore | OptOut) -> None:
+        try:
+            await self.ctx.ref(LEADERBOARD_KIND, board).tell(msg)
+        except TekTreeError as exc:  # no leaderboard kind here: boards are derived data
+            self.ctx.log.warning("leaderboard update not sent", board=board, error=str(exc))
+
+    @handler
+    async def set_featured(self, msg: SetFeatured) -> dict[str, Any]:
+        try:
+            chosen = choose_featured(set(self.state["achievements"]), list(msg.ids))
+        except (FeaturedAchievementError, TypeError, ValueError) as exc:
+            return {"error": str(exc),
+                    "achievement_id": getattr(exc, "achievement_id", None)}
+        if list(chosen) != self.state["featured_achievements"]:
+            await self.persist([{"type": FEATURED, "ids": list(chosen)}],
+                               event_id=self._message_id())
+        return {"featured_achievements": list(self.state["featured_achievements"])}
+
+    @handler
+    async def set_leaderboard_opt_out(self, msg: SetLeaderboardOptOut) -> dict[str, Any]:
+        opted_out = bool(msg.opted_out)
+        if opted_out != self.state["leaderboard_opt_out"]:
+            await self.persist([{"type": OPTED_OUT, "opted_out": opted_out}],
+                               event_id=self._message_id())
+        boards = {"global", f"weekly:{iso_week(self.clock.now())}"}
+        if self.state["weekly"] is not None:
+            boards.add(f"weekly:{self.state['weekly']['week']}")
+        for board in sorted(boards):
+            await self._tell_board(board, OptOut(user_id=self.ctx.id.key, opted_out=opted_out,
+                                                 version=self.seq))
+        return {"leaderboard_opt_out": self.state["leaderboard_opt_out"]}
+
+    def _message_id(self) -> str:
+        envelope = self.ctx.envelope
+        return envelope.message_id if envelope is not None else f"local:{self.seq + 1}"

@@ -1,0 +1,166 @@
+"""``LeaderboardActor`` on a real embedded node: journal + snapshots, ranks, live rank changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from actors.leaderboard import (
+    LeaderboardActor,
+    OptOut,
+    RankOf,
+    SetScore,
+    Top,
+    leaderboard_topic,
+)
+from tektree import ActorFailed, Node
+from tektree.cluster.pubsub import LocalPubSub, Subscription
+from tektree.persistence import JOURNAL, SNAPSHOTS
+from tektree.testing import open_test_node, test_config
+
+T0 = dt.datetime(2025, 12, 15, tzinfo=dt.UTC)
+SERVICES = [
+    {"type": "service", "name": "store", "service": "store"},
+    {"type": "service", "name": "cluster", "service": "cluster"},
+]
+
+
+class SmallSnapshots(LeaderboardActor):
+    snapshot_every = 3
+
+
+@asynccontextmanager
+async def board_node(
+    tmp_path: Path, cls: type[LeaderboardActor] = LeaderboardActor, **options: Any
+) -> AsyncIterator[Node]:
+    config = test_config(
+        services=[*SERVICES, {"type": "actors", "kind": "leaderboard",
+                              "actor": "actors.leaderboard:LeaderboardActor",
+                              "options": options}],
+        node={"data_dir": str(tmp_path)},
+    )  # fmt: skip
+    async with open_test_node(config, actors={"leaderboard": cls}) as node:
+        yield node
+
+
+def score(user: str, points: int, n: int, version: int = 0) -> SetScore:
+    return SetScore(user_id=user, score=points, event_id=f"e{n}",
+                    at=T0 + dt.timedelta(seconds=n), version=version)
+
+
+def drain(sub: Subscription) -> list[Any]:
+    out = []
+    while sub.pending:
+        out.append(sub.receive_nowait())
+    return out
+
+
+async def test_top_and_rank_of_with_the_users_around(tmp_path: Path) -> None:
+    async with board_node(tmp_path) as node:
+        ref = node.system.ref("leaderboard", "global")
+        for n, (user, points) in enumerate([("ann", 50), ("bea", 80), ("cid", 50), ("dov", 10)]):
+            await ref.ask(score(user, points, n))
+        assert await ref.ask(Top(limit=2, offset=1)) == [
+            {"rank": 2, "user_id": "ann", "score": 50},  # reached 50 before cid
+            {"rank": 3, "user_id": "cid", "score": 50}]
+        rank = await ref.ask(RankOf(user_id="cid", radius=1))
+        assert (rank["rank"], rank["score"], rank["ranked"]) == (3, 50, 4)
+        assert [e["user_id"] for e in rank["around"]] == ["ann", "cid", "dov"]
+        nobody = await ref.ask(RankOf(user_id="zed"))
+        assert (nobody["rank"], nobody["around"]) == (None, [])
+
+
+async def test_updates_are_idempotent_by_event_id_and_ordered_by_version(tmp_path: Path) -> None:
+    async with board_node(tmp_path) as node:
+        ref = node.system.ref("leaderboard", "global")
+        assert (await ref.ask(score("ann", 10, 1, version=1)))["status"] == "applied"
+        assert (await ref.ask(score("ann", 30, 1, version=9)))["status"] == "duplicate"
+        assert (await ref.ask(score("ann", 20, 2, version=2)))["status"] == "applied"
+        assert (await ref.ask(score("ann", 15, 3, version=1)))["status"] == "stale"
+        assert await ref.ask(Top()) == [{"rank": 1, "user_id": "ann", "score": 20}]
+        assert node.store is not None
+        assert await node.store.count(JOURNAL, {"actor_id": "leaderboard/global"}) == 2
+
+
+async def test_rank_changes_are_published_for_the_users_that_moved_only(tmp_path: Path) -> None:
+    async with board_node(tmp_path) as node:
+        ref = node.system.ref("leaderboard", "weekly:2025-W51")
+        for n, user in enumerate(["ann", "bea", "cid", "dov"]):
+            await ref.ask(score(user, 100 - 10 * n, n))
+        pubsub = node.system.extensions["pubsub"]
+        assert isinstance(pubsub, LocalPubSub)
+        with pubsub.subscribe(leaderboard_topic("weekly:2025-W51")) as sub:
+            await ref.ask(score("dov", 95, 10))  # 4th -> 2nd: bea and cid move down
+            await ref.ask(score("ann", 101, 11))  # still 1st: no rank changed, nothing sent
+            await ref.ask(score("eve", 1, 12))  # a newcomer at the bottom: only eve
+            frames = drain(sub)
+        assert len(frames) == 2
+        assert frames[0]["board"] == "weekly:2025-W51" and frames[0]["omitted"] == 0
+        assert [(c["user_id"], c["previous_rank"], c["rank"]) for c in frames[0]["changes"]] == [
+            ("dov", 4, 2), ("bea", 2, 3), ("cid", 3, 4)]
+        assert [(c["user_id"], c["previous_rank"], c["rank"]) for c in frames[1]["changes"]] == [
+            ("eve", None, 5)]
+
+
+async def test_rank_changes_are_capped_per_message(tmp_path: Path) -> None:
+    async with board_node(tmp_path, rank_change_limit=3) as node:
+        ref = node.system.ref("leaderboard", "global")
+        for n in range(6):
+            await ref.ask(score(f"u{n}", 10 + n, n))
+        pubsub = node.system.extensions["pubsub"]
+        assert isinstance(pubsub, LocalPubSub)
+        with pubsub.subscribe(leaderboard_topic("global")) as sub:
+            await ref.ask(score("top", 100, 10))  # pushes all six down
+            (frame,) = drain(sub)
+        assert [c["user_id"] for c in frame["changes"]] == ["top", "u5", "u4"]
+        assert frame["omitted"] == 4
+
+
+async def test_opt_out_hides_keeps_the_score_and_publishes(tmp_path: Path) -> None:
+    async with board_node(tmp_path) as node:
+        ref = node.system.ref("leaderboard", "global")
+        for n, user in enumerate(["ann", "bea", "cid"]):
+            await ref.ask(score(user, 30 - n, n))
+        pubsub = node.system.extensions["pubsub"]
+        assert isinstance(pubsub, LocalPubSub)
+        with pubsub.subscribe(leaderboard_topic("global")) as sub:
+            await ref.ask(OptOut(user_id="ann", opted_out=True))
+            (frame,) = drain(sub)
+        assert [(c["user_id"], c["rank"]) for c in frame["changes"]] == [
+            ("ann", None), ("bea", 1), ("cid", 2)]
+        hidden = await ref.ask(RankOf(user_id="ann"))
+        assert (hidden["rank"], hidden["score"], hidden["opted_out"]) == (None, None, True)
+        await ref.ask(OptOut(user_id="ann", opted_out=False))
+        assert (await ref.ask(Top(limit=1)))[0]["user_id"] == "ann"
+
+
+async def test_the_board_survives_passivation_and_crash_recovery(tmp_path: Path) -> None:
+    async with board_node(tmp_path, SmallSnapshots) as node:
+        ref = node.system.ref("leaderboard", "area:rust")
+        for n in range(5):
+            await ref.ask(score(f"u{n}", n * 10, n, version=1))
+        await ref.ask(OptOut(user_id="u1", opted_out=True))
+        before = await ref.ask(Top(limit=10))
+        assert node.store is not None
+        snapshot = await node.store.get(SNAPSHOTS, "leaderboard/area:rust")
+        assert snapshot is not None and snapshot["seq"] == 6
+        with trio.fail_after(5):
+            await node.system.passivate_all()
+        assert await ref.ask(Top(limit=10)) == before
+        assert (await ref.ask(score("u4", 40, 99, version=1)))["status"] == "stale"
+
+
+async def test_bad_board_names_and_arguments_fail_clearly(tmp_path: Path) -> None:
+    async with board_node(tmp_path) as node:
+        with pytest.raises(ActorFailed, match="BoardNameError"):
+            await node.system.ref("leaderboard", "weekly:2025-W99").ask(Top())
+    with pytest.raises(ValueError, match=r"Top\.limit must be an int in 0\.\.100"):
+        Top(limit=1000)
+    with pytest.raises(ValueError, match=r"SetScore\.score"):
+        SetScore(user_id="ann", score=-1, event_id="e")
