@@ -225,6 +225,11 @@ def _ensure_index(conn: sqlite3.Connection, registry: Registry, op: IndexOp) -> 
                 f"cannot redeclare it as {op.spec}: choose another name",
                 value=op.spec,
             )
+        # Declared by another process since this one opened: know it here too, or a unique
+        # violation on it would not be recognised (a redelivered journal event would look like
+        # a concurrent writer instead of a duplicate).
+        sql_name = index_sql_name(op.collection, op.spec.name)
+        registry.by_sql_name[sql_name] = (op.collection, existing)
         return 0
     try:
         conn.execute(create_index_sql(op.collection, op.spec))
