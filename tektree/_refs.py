@@ -75,7 +75,14 @@ class ActorRef:
             home = router.remote_home(target)
             if home is not None:
                 router.send(home, env)  # buffered by the transport: never blocks here
-                await checkpoint_if_cancelled()
+                # The same budget as a local delivery: a loop of remote tells must let the
+                # transport's writer run, or its buffer fills and send raises backpressure.
+                system.budget -= 1
+                if system.budget <= 0:
+                    system.budget = system.YIELD_EVERY
+                    await checkpoint()
+                else:
+                    await checkpoint_if_cancelled()
                 return
         if pool.deliver_nowait(env):
             system.budget -= 1
