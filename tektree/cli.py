@@ -158,10 +158,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _log_startup(node: Node, roles: list[str], cluster_node: bool) -> None:
     config = node.config
-    if not config.redis.embedded:
-        _log.warning("redis.url is set, but this version has no cluster mode yet: "
-                     "running one embedded node (in-process transport, no membership)")
-    elif cluster_node:
+    if config.redis.embedded and cluster_node:
         _log.info("running embedded", roles=roles,
                   reason="cluster mode needs redis.url (or $TEKTREE_REDIS_URL) and it is empty")
 

@@ -22,11 +22,13 @@ Redis link, its stream transport, its lease manager and its membership, installs
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from tektree._ids import ActorId
 from tektree.cluster._redis import open_redis_link
@@ -150,21 +152,63 @@ async def cluster_service(
             await nursery.start(membership.run)
             system.router = router
             system.extensions["cluster.membership"] = membership
-            node.readiness["redis"] = link.ping
-            node.readiness["membership"] = _flag(lambda: membership.ready)
-            nursery.start_soon(_watch, node, membership, transport, router)
-            nursery.start_soon(_publish_stats, node, membership)
-            _log.info("cluster joined", node=node.name, roles=sorted(roles),
-                      members=[m.name for m in membership.view.members])
-            task_status.started()
-            await node.stopping.wait()
-            # Leave first: the others route to the new homes while this node drains.
-            with trio.move_on_after(5):
-                await membership.leave()
-            left = True
-            system.evacuate()
-            _log.info("cluster left; handing activations over", node=node.name)
-            await trio.sleep_forever()  # serves routing until the node cancels it, last
+            collector = ClusterCollector(membership, transport, leases, router, link)
+            node.metrics.register(collector)
+            try:
+                node.readiness["redis"] = link.ping
+                node.readiness["membership"] = _flag(lambda: membership.ready)
+                nursery.start_soon(_watch, node, membership, transport, router)
+                nursery.start_soon(_publish_stats, node, membership)
+                _log.info("cluster joined", node=node.name, roles=sorted(roles),
+                          members=[m.name for m in membership.view.members])
+                task_status.started()
+                await node.stopping.wait()
+                # Leave first: the others route to the new homes while this node drains.
+                with trio.move_on_after(5):
+                    await membership.leave()
+                left = True
+                system.evacuate()
+                _log.info("cluster left; handing activations over", node=node.name)
+                await trio.sleep_forever()  # serves routing until the node cancels it, last
+            finally:
+                node.metrics.unregister(collector)
+                node.readiness.pop("redis", None)
+                node.readiness.pop("membership", None)
+
+
+class ClusterCollector(Collector):
+    """Prometheus metrics of this node's cluster parts, read at scrape time."""
+
+    def __init__(self, membership: Membership, transport: StreamTransport, leases: Leases,
+                 router: ClusterRouter, link: Any) -> None:
+        self._membership = membership
+        self._transport = transport
+        self._leases = leases
+        self._router = router
+        self._link = link
+
+    def collect(self) -> Iterable[Metric]:
+        t = self._transport.statistics()
+        leases = self._leases.statistics()
+        yield GaugeMetricFamily("tektree_cluster_members", "Live members in this node's view",
+                                value=len(self._membership.view.members))
+        yield GaugeMetricFamily("tektree_cluster_redis_ready", "1 while Redis answers",
+                                value=1.0 if self._link.ready else 0.0)
+        yield GaugeMetricFamily("tektree_cluster_leases_held", "Activation leases held",
+                                value=leases.held)
+        counters = {
+            "tektree_cluster_frames_sent": ("Frames written to other nodes' inboxes", t.sent),
+            "tektree_cluster_frames_received": ("Frames read from this inbox", t.received),
+            "tektree_cluster_frames_acked": ("Frames acknowledged after handling", t.acked),
+            "tektree_cluster_frames_claimed": ("Frames claimed from gone nodes", t.claimed),
+            "tektree_cluster_malformed_frames": (
+                "Malformed frames logged and skipped", self._router.malformed + t.malformed),
+            "tektree_cluster_forwarded": ("Messages sent to other nodes", self._router.forwarded),
+            "tektree_cluster_leases_lost": (
+                "Leases lost (expired or taken)", leases.lost_stolen + leases.lost_expired),
+        }
+        for name, (doc, value) in counters.items():
+            yield CounterMetricFamily(name, doc, value=value)
 
 
 def _flag(read: Any) -> Any:

@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import trio
+from prometheus_client import generate_latest
 
 from kit import Add, Counter, Get
 from tektree import Node
@@ -84,3 +85,9 @@ async def test_tells_cross_nodes_and_arrive_in_order(redis_server: RedisServer) 
         with trio.fail_after(20):
             assert await ref.ask(Get()) == 1000
         assert remote in n2.system.pools["counter"].cells
+        metrics = generate_latest(n1.metrics).decode()
+        assert "tektree_cluster_members 2.0" in metrics
+        assert "tektree_cluster_redis_ready 1.0" in metrics
+        forwarded = next(line for line in metrics.splitlines()
+                         if line.startswith("tektree_cluster_forwarded_total"))
+        assert float(forwarded.split()[1]) >= 1001  # 1,000 tells + the ask
