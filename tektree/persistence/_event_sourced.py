@@ -126,8 +126,14 @@ class EventSourcedActor(Actor, Generic[S]):
             await self.snapshot()
 
     async def recover(self) -> None:
-        """Load the latest snapshot and fold the events after it (``on_activate`` does)."""
+        """Load the latest snapshot and fold the events after it (``on_activate`` does).
+
+        In a cluster the activation's fencing token is recorded first, so that from this
+        moment a stale activation elsewhere can no longer append to the journal."""
         self._journal = Journal(self.store)
+        token = self.fencing_token
+        if token is not None:
+            await self._journal.raise_fence(self.journal_id, token)
         recovery = await self._journal.recover(self.journal_id)
         state: S = (
             self.initial_state() if recovery.state is None else recovery.state  # type: ignore[assignment]

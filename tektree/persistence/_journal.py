@@ -225,6 +225,26 @@ class Journal:
         self._heads[actor_id] = stored[-1].seq
         return stored
 
+    async def raise_fence(self, actor_id: str, fencing_token: int) -> None:
+        """Record ``fencing_token`` as the actor's highest now, before any write: from then on
+        a write carrying a lower token (a stale activation elsewhere) is refused. A new
+        activation calls it before recovering. Raises :class:`StaleFencingToken` if a higher
+        token is already recorded."""
+        try:
+            async with self._store.unit() as unit:
+                unit.update(
+                    FENCES,
+                    {"_id": actor_id, "token": {"$lte": fencing_token}},
+                    {"$set": {"token": fencing_token}},
+                    upsert=True,
+                )
+        except DuplicateKeyError as exc:
+            if exc.collection != FENCES:
+                raise
+            raise StaleFencingToken(
+                actor_id, fencing_token, await self.fence(actor_id)
+            ) from None
+
     async def fence(self, actor_id: str) -> int | None:
         """The highest fencing token recorded for the actor (None before any fenced append)."""
         doc = await self._store.get(FENCES, actor_id)

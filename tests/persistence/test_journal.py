@@ -184,3 +184,21 @@ async def test_outbox_and_extra_writes_commit_with_the_events(store: DocumentSto
     again = DomainEvent(event_type="acct.deposited", event_id="evt_2")
     assert await journal.append("acct", [deposit(1)], skip_duplicates=True, outbox=[again]) == []
     assert await store.get("events", "evt_2") is None
+
+
+async def test_a_raised_fence_shuts_out_the_stale_holder_before_the_new_one_writes(
+    store: DocumentStore,
+) -> None:
+    # Regression: the fence used to move only on the new activation's first append, so the old
+    # holder could still write between the new activation's recovery and that first append.
+    old, new = Journal(store), Journal(store)
+    await old.append("acct", [deposit(1)], fencing_token=1)
+    await new.raise_fence("acct", 2)  # what EventSourcedActor.recover does first
+    with pytest.raises(StaleFencingToken) as info:
+        await old.append("acct", [deposit(2)], fencing_token=1)
+    assert (info.value.token, info.value.current) == (1, 2)
+    assert [e.seq for e in await new.append("acct", [deposit(3)], fencing_token=2)] == [2]
+    with pytest.raises(StaleFencingToken):
+        await old.raise_fence("acct", 1)  # a stale activation cannot raise it back down
+    await new.raise_fence("acct", 2)  # idempotent for the holder
+    assert await new.fence("acct") == 2
