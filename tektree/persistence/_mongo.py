@@ -51,10 +51,10 @@ from tektree.persistence._query import (
     check_field,
     check_limit,
     decode_cursor,
-    encode_cursor,
     full_sort,
     get_path,
     normalize_filter,
+    page_of,
 )
 from tektree.persistence._unit import (
     EVENTS_COLLECTION,
@@ -305,10 +305,7 @@ class MongoStore:
                 return list(cursor)
 
             docs = await self._call(run)
-            if limit is not None and len(docs) > limit:
-                del docs[limit:]
-                return Page(items=docs, next_cursor=encode_cursor(order, docs[-1]))
-            return Page(items=docs, next_cursor=None)
+            return page_of(docs, limit, order)
 
     async def update(
         self,

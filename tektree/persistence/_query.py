@@ -23,7 +23,7 @@ from tektree.persistence._errors import (
     InvalidQuery,
     UnsupportedOperator,
 )
-from tektree.persistence._protocol import Document, Filter, SortSpec, Update
+from tektree.persistence._protocol import Document, Filter, Page, SortSpec, Update
 
 FILTER_OPERATORS: Final = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"})
 UPDATE_OPERATORS: Final = frozenset({"$set", "$inc", "$push", "$addToSet", "$unset"})
@@ -253,6 +253,14 @@ def check_limit(limit: int | None) -> int | None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InvalidQuery(f"limit must be a positive int or None, got {limit!r}", value=limit)
     return limit
+
+
+def page_of(docs: list[Document], limit: int | None, sort: Sequence[tuple[str, int]]) -> Page:
+    """A page from ``limit + 1`` fetched documents: the extra one only says there is more."""
+    if limit is not None and len(docs) > limit:
+        del docs[limit:]
+        return Page(items=docs, next_cursor=encode_cursor(sort, docs[-1]))
+    return Page(items=docs, next_cursor=None)
 
 
 def encode_cursor(sort: Sequence[tuple[str, int]], doc: Mapping[str, Any]) -> str:

@@ -49,9 +49,9 @@ from tektree.persistence._query import (
     check_collection,
     check_limit,
     decode_cursor,
-    encode_cursor,
     full_sort,
     normalize_filter,
+    page_of,
 )
 from tektree.persistence._sqlite_ops import (
     IndexOp,
@@ -315,10 +315,7 @@ class SqliteStore:
             if limit is not None:
                 sql += f" LIMIT {limit + 1}"
             docs = await self._read(lambda conn: fetch_docs(conn, sql, params))
-            if limit is not None and len(docs) > limit:
-                del docs[limit:]
-                return Page(items=docs, next_cursor=encode_cursor(order, docs[-1]))
-            return Page(items=docs, next_cursor=None)
+            return page_of(docs, limit, order)
 
     async def update(
         self,
