@@ -10,9 +10,17 @@ effects are made idempotent by message ids upstream.
 
 Sending is synchronous and buffered: :meth:`StreamTransport.send` appends to a per-destination
 buffer and wakes the sender task, which writes everything buffered, for every destination and
-with the pending acks, in one pipeline. Frames go in a Lua script appending up to 1,000 of them
-per call rather than one ``XADD`` each: coredis spends ~100 us of Python on every command, so
-per-frame commands capped a flush at ~13k frames/s, the script reaches ~90-120k.
+with the pending acks, in one pipeline. Frames go in a Lua script (``EVALSHA``; ``NOSCRIPT`` loads
+it again) appending up to 1,000 of them per call rather than one ``XADD`` each.
+
+The hot paths (the sender's pipeline, the reader's ``XREADGROUP``) speak RESP through
+:mod:`tektree.cluster._resp` on two sockets of their own: coredis costs ~300 us of Python per
+command. Everything else (groups, claims, drops) goes through coredis. Acks of this node's own
+inbox are lazy: they ride with the next write of frames, or ahead of the reader's next
+``XREADGROUP`` in its pipeline (within ``block_ms``), or :meth:`StreamTransport.flush` forces
+them out; an entry is still deleted only after ``ack``, i.e. after its frame was handled. After
+handing out a batch the reader lets the tasks it woke run (a few scheduler rounds) before it
+re-arms its blocking read, so their replies leave first and their acks join that read.
 
 Frames accepted but not yet written (buffered or in an unfinished flush) are bounded by
 ``max_buffered_frames``: above it ``send`` raises :class:`TransportBackpressure` and
@@ -32,18 +40,14 @@ never-delivered entries, re-routes them, acks them on the dead stream, then
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar, cast, overload
 
 import attrs
-import coredis
 import structlog
 import trio
-from coredis.exceptions import (
-    ResponseError,
-    StreamConsumerGroupError,
-    StreamDuplicateConsumerGroupError,
-)
+from coredis.exceptions import StreamDuplicateConsumerGroupError
 from coredis.response.types import StreamEntry
 
 from tektree._codec import decode_envelope
@@ -51,6 +55,7 @@ from tektree._envelope import Envelope
 from tektree._errors import CodecError
 from tektree._pool import backoff_delay
 from tektree.cluster._redis import RedisLink
+from tektree.cluster._resp import RespArg, RespConnection, RespConnectionError, RespError
 
 __all__ = ["Inbound", "StreamTransport", "TransportBackpressure", "TransportStatistics"]
 
@@ -72,6 +77,11 @@ return #ARGV
 """
 """One command for many frames: coredis spends ~100 us of Python per command, Redis ~1 us per
 XADD. KEYS: the inbox. ARGV: the frames, in order."""
+
+_XADD_MANY_SHA = hashlib.sha1(_XADD_MANY.encode()).hexdigest()
+
+_TRANSIENT_REPLIES = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN"})
+"""Error replies of a Redis that is starting or busy: the read is retried like a lost link."""
 
 _DROP_IF_DRAINED = """
 if ARGV[1] == '1' or redis.call('XLEN', KEYS[1]) == 0 then
@@ -155,6 +165,11 @@ class StreamTransport:
         self._history_from: bytes | None = b"0"
         self._last_read = b"0"
         self._sent = self._flushes = self._send_errors = 0
+        self._acks_in_flight = 0  # own-inbox acks the reader took, not yet written
+        # The hot paths speak RESP on their own sockets (coredis costs ~300 us of Python per
+        # command): the sender's pipeline, and the reader's blocking XREADGROUP.
+        self._writer = RespConnection(link.url)
+        self._reader_conn = RespConnection(link.url)
         self._received = self._acked = self._malformed = self._claimed = self._groups = 0
 
     def inbox_of(self, node: str) -> str:
@@ -212,12 +227,17 @@ class StreamTransport:
         else:
             pending.extend(entry_ids)
         self._enqueued += 1
-        self._wake.set()
+        if stream != self.inbox:
+            self._wake.set()
+        # Acks of our own inbox are lazy: they ride with the next flush of frames or the
+        # reader's next XREADGROUP (within ``block_ms``), or :meth:`flush` forces them out.
 
     async def flush(self) -> None:
         """Wait until everything sent and acked before this call is written (needs :meth:`run`)."""
         target = self._enqueued
-        while self._written < target:
+        if self._written < target:
+            self._wake.set()
+        while self._written < target or self._acks_in_flight:
             await self._progress.wait()
         await trio.lowlevel.checkpoint()
 
@@ -257,36 +277,44 @@ class StreamTransport:
             for dest, frames in out.items()
             for i in range(0, len(frames), XADD_CHUNK)
         ]
+        commands: list[list[RespArg]] = [
+            ["EVALSHA", _XADD_MANY_SHA, 1, self.inbox_of(dest), *chunk] for dest, chunk in chunks
+        ]
+        for stream, ids in acks.items():
+            commands.append(["XACK", stream, group, *ids])
+            commands.append(["XDEL", stream, *ids])
+        writer = self._writer
 
-        async def attempt(client: coredis.Redis[bytes]) -> list[Any]:
-            requests: list[Any] = []
-            try:
-                async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
-                    requests.extend(
-                        pipe.eval(_XADD_MANY, [self.inbox_of(dest)], chunk)
-                        for dest, chunk in chunks
-                    )
-                    for stream, ids in acks.items():
-                        pipe.xack(stream, group, ids)
-                        pipe.xdel(stream, ids)
-            except StreamConsumerGroupError as exc:
-                # An ack on a stream whose group is gone (Redis restarted): nothing to ack. The
-                # frames were written; their replies precede the acks' in the pipeline.
-                _log.info("ack skipped: consumer group gone", error=str(exc), node=self.node)
-            return requests
+        async def attempt(_: object) -> list[Any]:
+            replies = await writer.pipeline(commands)
+            missing = [
+                i for i in range(len(chunks))
+                if isinstance(replies[i], RespError) and replies[i].kind == "NOSCRIPT"
+            ]
+            if missing:  # a fresh (restarted) Redis: load the script, re-run those chunks
+                loaded = await writer.pipeline([["SCRIPT", "LOAD", _XADD_MANY]])
+                if isinstance(loaded[0], RespError):
+                    return replies  # those chunks count as refused: retried with backoff
+                again = await writer.pipeline([commands[i] for i in missing])
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
+            return replies
 
-        requests = await self._link.call(attempt)
+        replies = await self._link.call(attempt)
         self._acked += sum(map(len, acks.values()))
+        for reply in replies[len(chunks) :]:
+            if isinstance(reply, RespError):
+                # An ack on a stream whose group is gone (Redis restarted): nothing to ack.
+                _log.info("ack skipped: consumer group gone", error=str(reply), node=self.node)
+                break
         failed: dict[str, list[bytes]] = {}
-        for (dest, chunk), request in zip(chunks, requests, strict=True):
-            try:
-                await request
-            except ResponseError as exc:
+        for (dest, chunk), reply in zip(chunks, replies, strict=False):
+            if isinstance(reply, RespError):
                 # Refused before any write (e.g. OOM: the script's first XADD fails), so the
                 # whole chunk is retried. A later chunk to the same node may have succeeded:
                 # order is then kept per chunk only.
                 if not failed:
-                    _log.warning("redis refused frames; retrying", dest=dest, error=str(exc))
+                    _log.warning("redis refused frames; retrying", dest=dest, error=str(reply))
                 self._send_errors += len(chunk)
                 failed.setdefault(dest, []).extend(chunk)
         return failed
@@ -297,10 +325,15 @@ class StreamTransport:
         """Create the inbox group if needed, then run the sender and the receiver until
         cancelled. Unwritten frames are dropped on cancellation: :meth:`flush` first."""
         await self._ensure_group(self.inbox)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._send_loop)
-            nursery.start_soon(self._receive_loop)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._send_loop)
+                nursery.start_soon(self._receive_loop)
+                task_status.started()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._writer.disconnect()
+                await self._reader_conn.disconnect()
 
     async def _ensure_group(self, stream: str) -> None:
         """The group on ``stream`` (created with the stream, from ID 0; BUSYGROUP is fine)."""
@@ -316,40 +349,83 @@ class StreamTransport:
     async def _receive_loop(self) -> None:
         self._history_from = b"0"  # first, our own pending entries
         while True:
+            acks: list[list[bytes] | None] = [self._acks.pop(self.inbox, None)]
+            if acks[0]:
+                self._acks_in_flight += 1
             try:
-                result = await self._link.call(self._reader())
-            except StreamConsumerGroupError:
+                batch = await self._link.call(self._reader(acks))
+            except RespError as exc:
+                if exc.kind != "NOGROUP":
+                    raise
                 await self._ensure_group(self.inbox)
                 continue
-            entries = result.get(self._inbox_b) if result else None
-            if not entries:
+            finally:
+                ids = acks[0]
+                if ids:  # not written (failed or cancelled): back for the next write
+                    self._acks.setdefault(self.inbox, [])[:0] = ids
+                    self._acks_in_flight -= 1
+                    self._wake.set()
+            if not batch:
                 self._history_from = None
                 continue
-            batch = _inbound(self.inbox, entries)
             self._last_read = batch[-1].entry_id
             if self._history_from is not None:
                 self._history_from = self._last_read
             self._received += len(batch)
             self._on_frames(batch)
+            await _let_others_run()
 
-    def _reader(self) -> Callable[[coredis.Redis[bytes]], Awaitable[Any]]:
+    def _reader(
+        self, acks: list[list[bytes] | None]
+    ) -> Callable[[object], Awaitable[list[Inbound]]]:
         """One read for ``RedisLink.call``: new entries (blocking), or our pending history when
-        there is some, or when the first attempt failed (its reply may have been lost)."""
-        attempts = 0
+        there is some, or when the first attempt failed (its reply may have been lost).
 
-        async def read(client: coredis.Redis[bytes]) -> Any:
+        The read carries ``acks[0]``, acks of our inbox (``XACK`` + ``XDEL`` ahead of the
+        ``XREADGROUP`` in one pipeline): they cost no round trip of their own. Once written,
+        ``acks[0]`` becomes ``None``."""
+        attempts = 0
+        inbox, group = self.inbox, self.group
+
+        def acked(index: int, reply: Any) -> None:
+            ids = acks[0]
+            if index != 1 or not ids:
+                return
+            if isinstance(reply, RespError):
+                _log.info("ack skipped: consumer group gone", error=str(reply), node=self.node)
+            self._acked += len(ids)
+            acks[0] = None
+            self._acks_in_flight -= 1
+            self._progress.set()
+            self._progress = trio.Event()
+
+        async def read(_: object) -> list[Inbound]:
             nonlocal attempts
             attempts += 1
             if attempts > 1 and self._history_from is None:
                 self._history_from = self._last_read
+            commands: list[list[RespArg]] = []
+            ids = acks[0]
+            if ids:
+                commands.append(["XACK", inbox, group, *ids])
+                commands.append(["XDEL", inbox, *ids])
             if self._history_from is not None:
-                return await client.xreadgroup(
-                    self.group, self.node, {self.inbox: self._history_from}, count=self.batch_max
-                )
-            return await client.xreadgroup(
-                self.group, self.node, {self.inbox: ">"}, count=self.batch_max,
-                block=self.block_ms,
-            )
+                commands.append([
+                    "XREADGROUP", "GROUP", group, self.node, "COUNT", self.batch_max,
+                    "STREAMS", inbox, self._history_from,
+                ])
+            else:
+                commands.append([
+                    "XREADGROUP", "GROUP", group, self.node, "COUNT", self.batch_max,
+                    "BLOCK", self.block_ms, "STREAMS", inbox, ">",
+                ])
+            replies = await self._reader_conn.pipeline(commands, acked)
+            reply = replies[-1]
+            if isinstance(reply, RespError):
+                if reply.kind in _TRANSIENT_REPLIES:  # retried by RedisLink.call
+                    raise RespConnectionError(f"redis is not ready: {reply}") from reply
+                raise reply
+            return _inbound_resp(inbox, reply)
 
         return read
 
@@ -433,3 +509,39 @@ def _inbound(stream: str, entries: tuple[StreamEntry, ...]) -> list[Inbound]:
         )
         for entry in entries
     ]
+
+
+def _inbound_resp(stream: str, reply: Any) -> list[Inbound]:
+    """The entries of an ``XREADGROUP`` reply on one stream (``None`` when it timed out)."""
+    if not reply:
+        return []
+    batch = []
+    for entry_id, fields in reply[0][1]:
+        # An entry deleted while pending comes back without fields: an empty (malformed) frame.
+        frame = b""
+        if fields:
+            frame = fields[1] if fields[0] == FIELD else _field(fields)
+        batch.append(Inbound(stream, entry_id, frame))
+    return batch
+
+
+def _field(fields: list[bytes]) -> bytes:
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == FIELD:
+            return fields[i + 1]
+    return b""
+
+
+_YIELDS = 8
+"""Scheduler rounds the reader waits at most, after handing out a batch, for the tasks it woke."""
+
+
+async def _let_others_run() -> None:
+    """Yield while other tasks are runnable (at most ``_YIELDS`` scheduler rounds): the handlers
+    of a batch send their replies and acks before the reader re-arms its blocking read, so the
+    reply leaves first and the acks ride with that read instead of costing a write."""
+    statistics = trio.lowlevel.current_statistics
+    for _ in range(_YIELDS):
+        await trio.lowlevel.checkpoint()
+        if not statistics().tasks_runnable:
+            return

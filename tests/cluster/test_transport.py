@@ -260,3 +260,37 @@ async def test_frames_redis_refuses_are_kept_and_retried_in_order(
                 await link.call(lambda c: c.config_set({"maxmemory": 0}))
                 await inbox.done.wait()
         assert inbox.payloads() == [b"%d" % i for i in range(20)]
+
+
+async def test_frames_arrive_after_the_script_cache_is_flushed(redis_server: RedisServer) -> None:
+    async with two_links(redis_server.url) as (link1, link2):
+        inbox = Inbox(3)
+        sender, receiver = make(link1, "a", Inbox(10**9)), make(link2, "b", inbox)
+        with trio.fail_after(20):
+            async with running(sender, receiver):
+                sender.send("b", b"one")
+                await sender.flush()
+                await link1.call(lambda c: c.script_flush())  # NOSCRIPT: loaded again
+                sender.send("b", b"two")
+                sender.send("b", b"three")
+                await inbox.done.wait()
+        assert inbox.payloads() == [b"one", b"two", b"three"]
+        assert sender.statistics().send_errors == 0
+
+
+async def test_own_inbox_acks_ride_with_the_next_read_without_a_flush(
+    redis_server: RedisServer,
+) -> None:
+    async with two_links(redis_server.url) as (link1, link2):
+        inbox = Inbox(20)
+        sender, receiver = make(link1, "a", Inbox(10**9)), make(link2, "b", inbox, block_ms=50)
+        with trio.fail_after(20):
+            async with running(sender, receiver):
+                for i in range(20):
+                    sender.send("b", b"frame-%d" % i)
+                await inbox.done.wait()
+                # No flush on the receiver: its reader writes the acks with its next XREADGROUP.
+                await trio.sleep(0.5)  # ten times block_ms
+                assert await stream_state(link2, receiver.inbox) == (0, 0)
+                assert receiver.statistics().acked == 20
+                assert receiver.statistics().flushes == 0  # no write of its own for them
