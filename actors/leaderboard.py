@@ -1,4 +1,4 @@
-"""``LeaderboardActor``: one board (``global``, ``weekly:2025-W50``, ``area:<id>``), embedded mode.
+r"""``LeaderboardActor``: one board (``global``, ``weekly:2025-W50``, ``area:<id>``), embedded mode.
 
 The board is the pure :class:`~actors.rules.Leaderboard` (a sorted list in memory), made durable
 by event sourcing: each accepted ``SetScore`` / ``OptOut`` is one journal event appended under its
@@ -23,6 +23,28 @@ listed.
 
 ``self.state`` is only the recovery base here: the live board is ``self.board``, and
 :meth:`snapshot` saves that.
+
+Cluster mode (Redis). When the node offers a Redis link (``system.extensions["redis"]``, set by
+the cluster service when Redis is not embedded), the board is also kept in the Redis sorted set
+``leaderboard:<board>`` (:func:`~actors.rules.board_key`), and ``Top`` / ``RankOf`` read it
+(``ZRANK``, ``ZRANGE ... WITHSCORES``, ``ZCARD``). The journal stays the source of truth (it gives
+idempotency and the version check); the sorted set is the index every node can read. Each applied
+update writes the member (``ZADD``, or ``ZREM`` for an opted-out user) together with the board's
+journal ``seq`` under ``leaderboard:<board>:seq`` in one ``MULTI``; on activation, a set whose
+``seq`` is not the journal's is rebuilt from the board (written to a temporary key, then
+``RENAME``\ d over it), so a write lost between the journal and Redis heals on the next
+activation. Embedded mode (no link) is unchanged.
+
+The member's Redis score folds the embedded order into one double (see :func:`fold_score`):
+``-(score * 2**31 + (2**31 - 1 - reach second))``, read in *ascending* order, so a higher score
+comes first, then an earlier reach time, then -- Redis orders equal scores by member -- the
+smaller user id, as in :class:`~actors.rules.Leaderboard`. (``ZREVRANK`` would order ties by
+*descending* member, hence ``ZRANK`` on the negated value.) Limits: the reach time is kept to the
+second, counted from 2020-01-01 UTC and clamped to 0 .. 2**31 - 1 seconds (until 2088), so two
+updates reaching the same score within the same second tie by user id here where embedded mode
+orders them by microsecond; the fold is exact in a double's 53-bit mantissa for scores below
+2**22 (4,194,304); above, the order by score stays right but ties by time coarsen and the score
+read back from Redis may be off by one.
 """
 
 from __future__ import annotations
@@ -33,7 +55,7 @@ from typing import Any, ClassVar, Final
 
 import attrs
 
-from actors.rules import Clock, Leaderboard, SystemClock, parse_board
+from actors.rules import Clock, Leaderboard, SystemClock, board_key, parse_board
 from tektree import handler, message
 from tektree.persistence import EventSourcedActor, Journal, format_timestamp
 
@@ -46,7 +68,9 @@ __all__ = [
     "RankOf",
     "SetScore",
     "Top",
+    "fold_score",
     "leaderboard_topic",
+    "unfold_score",
 ]
 
 LEADERBOARD_KIND: Final = "leaderboard"
@@ -56,6 +80,23 @@ MAX_TOP: Final = 100
 MAX_RADIUS: Final = 50
 DEFAULT_RANK_CHANGE_LIMIT: Final = 100
 _OPTIONS: Final = frozenset({"rank_change_limit", "role"})
+REDIS_EXTENSION: Final = "redis"
+_TIME_BITS: Final = 31
+_TIME_MAX: Final = (1 << _TIME_BITS) - 1
+_FOLD_EPOCH_US: Final = 1_577_836_800_000_000  # 2020-01-01T00:00:00Z in µs since 1970
+_REBUILD_BATCH: Final = 10_000
+
+
+def fold_score(score: int, reach_us: int) -> float:
+    """The Redis score of ``score`` reached at ``reach_us`` (µs since 1970): ascending order of
+    these is board order (see the module docstring for the limits)."""
+    seconds = min(max((reach_us - _FOLD_EPOCH_US) // 1_000_000, 0), _TIME_MAX)
+    return -float(score * (1 << _TIME_BITS) + (_TIME_MAX - seconds))
+
+
+def unfold_score(folded: float) -> int:
+    """The board score of a :func:`fold_score` value."""
+    return int(-folded) >> _TIME_BITS
 
 
 def leaderboard_topic(board: str) -> str:
@@ -130,6 +171,9 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
     versions: dict[str, int]
     name: str
     rank_change_limit: int
+    #: The node's Redis link in cluster mode, else None (embedded mode).
+    redis: Any
+    key: str
     _loaded_from: object
 
     async def on_activate(self) -> None:
@@ -146,6 +190,10 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
         self._loaded_from = None
         await super().on_activate()
         self._load(self.state)
+        self.redis = self.ctx.system.extensions.get(REDIS_EXTENSION)
+        self.key = board_key(self.name)
+        if self.redis is not None:
+            await self._sync_redis()
 
     # -- the fold ------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
@@ -197,6 +245,7 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
                  "version": msg.version, "opted_out": msg.opted_out}
         if not await self.persist([event], event_id=msg.event_id):
             return {"status": "duplicate", "rank": self.board.rank(user)}
+        await self._index(user)
         await self._publish(user, before)
         return {"status": "applied", "rank": self.board.rank(user)}
 
@@ -212,6 +261,7 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
         event = {"type": OPT_OUT, "user": user, "version": msg.version,
                  "opted_out": msg.opted_out}
         await self.persist([event], event_id=event_id)
+        await self._index(user)
         await self._publish(user, before)
         return {"status": "applied", "opted_out": self.board.is_opted_out(user)}
 
@@ -254,13 +304,75 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
         except Exception as exc:  # fire-and-forget: Top/RankOf are the source of truth
             self.ctx.log.warning("rank change publish failed", topic=topic, error=repr(exc))
 
+    # -- the Redis index (cluster mode) ---------------------------------------------------------
+    def _folded(self, user: str) -> float | None:
+        """``user``'s Redis score, or None when they are not ranked (no score, opted out)."""
+        key = self.board._keys.get(user)  # (-score, reach µs, user); the model's own index
+        if key is None or self.board.is_opted_out(user):
+            return None
+        return fold_score(-key[0], key[1])
+
+    async def _index(self, user: str) -> None:
+        """Write ``user``'s place and the journal seq to Redis, in one transaction."""
+        if self.redis is None:
+            return
+        folded, seq = self._folded(user), self.seq
+
+        async def write(client: Any) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                if folded is None:
+                    pipe.zrem(self.key, [user])
+                else:
+                    pipe.zadd(self.key, {user: folded})
+                pipe.set(self.key + ":seq", str(seq))
+
+        await self.redis.call(write)
+
+    async def _sync_redis(self) -> None:
+        """Rebuild the sorted set from the board unless it is already at the journal's seq."""
+        seq_key = self.key + ":seq"
+        stored = await self.redis.call(lambda client: client.get(seq_key))
+        if stored is not None and int(stored) == self.seq:
+            return
+        members = {entry.user: fold_score(entry.score, self.board._keys[entry.user][1])
+                   for entry in self.board.top(len(self.board))}
+        items = list(members.items())
+        temp = self.key + ":rebuild"
+
+        async def rebuild(client: Any) -> None:
+            await client.delete([temp])
+            for start in range(0, len(items), _REBUILD_BATCH):
+                await client.zadd(temp, dict(items[start : start + _REBUILD_BATCH]))
+            async with client.pipeline(transaction=True) as pipe:
+                if items:
+                    pipe.rename(temp, self.key)
+                else:
+                    pipe.delete([self.key])
+                pipe.set(seq_key, str(self.seq))
+
+        await self.redis.call(rebuild)
+        self.ctx.log.info("leaderboard rebuilt in redis", board=self.name, ranked=len(items))
+
+    async def _range(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """Entries of ranks ``start + 1`` .. ``stop`` from Redis (``ZRANGE ... WITHSCORES``)."""
+        if stop <= start:
+            return []
+        rows = await self.redis.call(
+            lambda client: client.zrange(self.key, start, stop - 1, withscores=True))
+        return [_entry(rank, _text(row[0]), unfold_score(float(row[1])))
+                for rank, row in enumerate(rows, start=start + 1)]
+
     # -- reads ---------------------------------------------------------------------------------
     @handler
-    def top(self, msg: Top) -> list[dict[str, Any]]:
+    async def top(self, msg: Top) -> list[dict[str, Any]]:
+        if self.redis is not None:
+            return await self._range(msg.offset, msg.offset + msg.limit)
         return [_entry(e.rank, e.user, e.score) for e in self.board.top(msg.limit, msg.offset)]
 
     @handler
-    def rank_of(self, msg: RankOf) -> dict[str, Any]:
+    async def rank_of(self, msg: RankOf) -> dict[str, Any]:
+        if self.redis is not None:
+            return await self._redis_rank_of(msg)
         user = msg.user_id
         rank = self.board.rank(user)
         return {
@@ -270,3 +382,26 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
             "around": [_entry(e.rank, e.user, e.score)
                        for e in self.board.around(user, msg.radius)],
         }  # fmt: skip
+
+    async def _redis_rank_of(self, msg: RankOf) -> dict[str, Any]:
+        user = msg.user_id
+
+        async def read(client: Any) -> tuple[Any, Any]:
+            return await client.zrank(self.key, user), await client.zcard(self.key)
+
+        position, ranked = await self.redis.call(read)
+        around: list[dict[str, Any]] = []
+        score = self.board.score(user)  # kept while opted out; Redis drops opted-out users
+        if position is not None:
+            around = await self._range(max(0, position - msg.radius), position + msg.radius + 1)
+            score = next(e["score"] for e in around if e["user_id"] == user)
+        return {
+            "board": self.name, "user_id": user,
+            "rank": None if position is None else position + 1,
+            "score": None if position is None else score,
+            "opted_out": self.board.is_opted_out(user), "ranked": int(ranked), "around": around,
+        }  # fmt: skip
+
+
+def _text(member: bytes | str) -> str:
+    return member.decode() if isinstance(member, bytes) else member

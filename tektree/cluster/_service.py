@@ -146,6 +146,7 @@ async def cluster_service(
         async with trio.open_nursery() as nursery:
             await nursery.start(pubsub.run)
             system.extensions["pubsub"] = pubsub
+            system.extensions["redis"] = link  # for actors keeping data in Redis (leaderboards)
             await nursery.start(transport.run)
             await nursery.start(leases.run)
             await nursery.start(adapter.run)
