@@ -1,0 +1,675 @@
+"""The reminders node service: claims due reminders with a lease, fires them, moves them on.
+
+```toml
+[[supervisor.children]]
+type = "service"
+name = "reminders"
+service = "reminders"        # after store and cluster
+options = { poll_interval_seconds = 1.0, lookahead_seconds = 2.0, lease_seconds = 30.0 }
+```
+
+How a reminder fires exactly once in effect
+-------------------------------------------
+1. **Claim.** Every ``poll_interval_seconds`` the service reads the reminders of the buckets
+   it owns that are due within ``lookahead_seconds`` and free (``lease_until_ms`` passed), and
+   claims them with one conditional update each (``version`` unchanged → ``owner`` = this node,
+   ``lease_until_ms`` = now + ``lease_seconds``, ``version`` + 1), all in one store unit. A
+   reminder claimed by two nodes at once is impossible: the second update no longer matches.
+2. **Fire.** Claimed reminders wait in a local heap until their due time. Just before firing,
+   one point read checks that the claim still holds (same version, same owner: not cancelled,
+   replaced or re-claimed after an expiry) and that the lease outlives the delivery; then the
+   message is *asked* of the target virtual actor (activating it, wherever it lives), with the
+   occurrence id (:func:`~tektree.reminders.occurrence_id`) as the envelope's message id.
+3. **Move on.** After the reply, one conditional update (by the claimed version) deletes a
+   one-shot reminder or moves a periodic one to its next due time on its grid (missed
+   occurrences collapse into one). Completions are group-committed in one unit.
+
+A node that dies between 2 and 3 leaves its claim to expire; the bucket's new owner claims the
+reminder again and delivers the *same* occurrence id, which the handler deduplicates: delivery
+is at-least-once, effects exactly-once. A failed delivery (the handler raised, the ask timed
+out) is retried after an exponential backoff (the lease is set to the retry time), at most
+``max_attempts`` times; then a periodic reminder skips to its next occurrence and a one-shot
+one is moved to ``reminders_failed`` (``Reminders.failed()``, ``Reminders.retry_failed()``).
+
+Spreading the work
+------------------
+The reminder id hashes to one of :data:`~tektree.reminders.BUCKETS` buckets, and each bucket's
+owner is its home by rendezvous placement over the live members (those with ``role`` when the
+option is set), recomputed when membership changes, so the claims spread over the nodes
+instead of piling onto the first one up, and a dead node's buckets move to the survivors.
+Embedded mode: one node owns every bucket.
+
+Time is wall time (Unix milliseconds in the store); a lease is only as good as the agreement of
+the nodes' clocks, so ``lease_seconds`` must exceed ``lookahead_seconds`` +
+``fire_timeout_seconds`` by more than any clock skew (NTP keeps it to milliseconds).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import structlog
+import trio
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tektree._errors import CodecError, NodeStopping, TekTreeError, UnhandledMessage
+from tektree._lifecycle import backoff_delay
+from tektree._options import at_least, positive, read_options
+from tektree._telemetry import correlation_id
+from tektree._wallclock import SystemWallClock, WallClock
+from tektree.persistence import DocumentStore, StoreNotRunning, Unit
+from tektree.reminders._model import (
+    BUCKETS,
+    FAILED_REMINDERS,
+    REMINDERS,
+    Reminder,
+    next_due_ms,
+)
+from tektree.reminders._table import REMINDERS_EXTENSION, Reminders
+
+if TYPE_CHECKING:
+    from tektree._node import Node
+    from tektree._system import ActorSystem
+    from tektree.config import ServiceSpec
+
+__all__ = [
+    "ReminderOptions",
+    "ReminderService",
+    "ReminderStatistics",
+    "owned_buckets",
+    "reminders_service",
+]
+
+_log = structlog.get_logger("tektree.reminders")
+
+#: A delivery is not started unless the claim's lease outlives its timeout by this much.
+LEASE_SAFETY_MS: Final = 1000
+#: Errors no retry can mend: the occurrence is given up at once.
+_PERMANENT = (CodecError, UnhandledMessage)
+
+
+@attrs.frozen(kw_only=True)
+class ReminderOptions:
+    """``options`` of the reminders service (see the module docstring)."""
+
+    #: How often the owned buckets are polled for due reminders (seconds).
+    poll_interval_seconds: float = attrs.field(default=1.0, validator=positive)
+    #: Reminders due within this are claimed ahead and fired from memory at their time.
+    lookahead_seconds: float = attrs.field(default=2.0, validator=at_least(0))
+    #: A claim's lifetime: how late a reminder fires when its claimer dies.
+    lease_seconds: float = attrs.field(default=30.0, validator=positive)
+    #: How long one delivery (an ask of the target) may take.
+    fire_timeout_seconds: float = attrs.field(default=10.0, validator=positive)
+    #: Deliveries of one occurrence before it is given up.
+    max_attempts: int = attrs.field(default=5, validator=at_least(1))
+    #: Backoff between failed deliveries: first delay, doubling up to the max (seconds).
+    retry_initial_seconds: float = attrs.field(default=1.0, validator=positive)
+    retry_max_seconds: float = attrs.field(default=60.0, validator=positive)
+    #: Reminders claimed per store round trip, and held claimed (not yet fired) at most.
+    claim_batch: int = attrs.field(default=1000, validator=at_least(1))
+    max_claimed: int = attrs.field(default=5000, validator=at_least(1))
+    #: Deliveries running at once.
+    max_in_flight: int = attrs.field(default=256, validator=at_least(1))
+    #: When set, only members with this role own buckets (run the service on those nodes).
+    role: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        floor = self.lookahead_seconds + self.fire_timeout_seconds + LEASE_SAFETY_MS / 1000
+        if self.lease_seconds <= floor:
+            raise ValueError(
+                f"lease_seconds must exceed lookahead_seconds + fire_timeout_seconds + "
+                f"{LEASE_SAFETY_MS / 1000:g} (= {floor:g}), got {self.lease_seconds!r}: a claim "
+                "must outlive the wait for its due time and the delivery"
+            )
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ValueError(
+                f"retry_max_seconds ({self.retry_max_seconds!r}) must be >= "
+                f"retry_initial_seconds ({self.retry_initial_seconds!r})"
+            )
+
+
+@attrs.frozen(kw_only=True)
+class ReminderStatistics:
+    """A snapshot of one node's reminder service counters."""
+
+    claimed: int
+    fired: int
+    retried: int
+    failed: int
+    superseded: int
+    released: int
+    held: int
+    in_flight: int
+    owned_buckets: int
+
+
+@attrs.define(slots=True, eq=False)
+class _Claim:
+    reminder: Reminder
+    lease_until_ms: int
+
+
+@attrs.frozen(slots=True)
+class _Outcome:
+    claim: _Claim
+    #: "delivered", "failed", "release"
+    kind: str
+    at_ms: int
+    error: str | None = None
+    permanent: bool = False
+
+
+def owned_buckets(node: str, members: Sequence[Any], role: str = "") -> frozenset[int]:
+    """The buckets whose home among ``members`` (with ``role``, when given) is ``node``."""
+    from tektree.cluster.placement import home
+
+    eligible = [m for m in members if not role or role in m.roles]
+    if not any(m.name == node for m in eligible):
+        return frozenset()
+    return frozenset(
+        b for b in range(BUCKETS) if home(f"reminders/{b}", eligible).name == node
+    )
+
+
+def _ms(seconds: float) -> int:
+    return math.floor(seconds * 1000)
+
+
+class _Alarm:
+    """One task's sleep until a wall-clock moment (or forever), cut short by :meth:`poke`.
+
+    A poke while the task is not sleeping makes its next sleep return at once, so no wake-up
+    is lost between "looked for work" and "went to sleep".
+    """
+
+    def __init__(self, clock: WallClock) -> None:
+        self._clock = clock
+        self._scope: trio.CancelScope | None = None
+        self._poked = False
+
+    def poke(self) -> None:
+        self._poked = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def sleep_until(self, when: float | None) -> None:
+        if self._poked:
+            self._poked = False
+            await trio.lowlevel.checkpoint()
+            return
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            try:
+                if when is None:
+                    await trio.sleep_forever()
+                else:
+                    await self._clock.sleep_until(when)
+            finally:
+                self._scope = None
+        self._poked = False
+
+
+class ReminderService:
+    """One node's claimer, scheduler, firers and committer (see the module docstring).
+
+    ``owned`` says which buckets this node owns now (None: all of them, embedded mode).
+    """
+
+    def __init__(
+        self,
+        *,
+        table: Reminders,
+        system: ActorSystem,
+        node: str,
+        options: ReminderOptions | None = None,
+        clock: WallClock | None = None,
+        owned: Callable[[], frozenset[int] | None] = lambda: None,
+    ) -> None:
+        self.table = table
+        self.store: DocumentStore = table.store
+        self.system = system
+        self.node = node
+        self.options = options or ReminderOptions()
+        self.clock = clock or table.clock
+        self._owned = owned
+        self._lookahead_ms = _ms(self.options.lookahead_seconds)
+        self._lease_ms = _ms(self.options.lease_seconds)
+        self._timeout_ms = _ms(self.options.fire_timeout_seconds)
+        self._claims: dict[str, _Claim] = {}
+        self._heap: list[tuple[int, int, _Claim]] = []
+        self._seq = itertools.count()
+        self._outcomes: list[_Outcome] = []
+        self._released_due: list[int] = []
+        self._send, self._receive = trio.open_memory_channel[_Claim](math.inf)
+        self._claim_alarm = _Alarm(self.clock)
+        self._schedule_alarm = _Alarm(self.clock)
+        self._commit_alarm = _Alarm(self.clock)
+        self._idle = trio.Event()
+        self.stopping = False
+        self._in_flight = 0
+        self._starved = False
+        self._passes = 0  # claim passes finished
+        self._passes_started = 0
+        self._last_pass_full = False
+        self._committing = False
+        self._progress = trio.lowlevel.ParkingLot()
+        self.claimed = self.fired = self.retried = self.failed = 0
+        self.superseded = self.released = 0
+
+    # -- the outside ---------------------------------------------------------------------------
+    def statistics(self) -> ReminderStatistics:
+        owned = self._owned()
+        return ReminderStatistics(
+            claimed=self.claimed, fired=self.fired, retried=self.retried, failed=self.failed,
+            superseded=self.superseded, released=self.released, held=len(self._claims),
+            in_flight=self._in_flight, owned_buckets=BUCKETS if owned is None else len(owned),
+        )
+
+    def registered(self, reminder: Reminder) -> None:
+        """A reminder was (re)registered through this node: claim it now if it is due soon
+        and ours (otherwise the owner's next poll finds it)."""
+        held = self._claims.get(reminder.id)
+        if held is not None:
+            # Replaced under our claim: the pre-fire check will drop the old claim; stop
+            # counting it against max_claimed now.
+            self._claims.pop(reminder.id, None)
+        owned = self._owned()
+        if self.stopping or (owned is not None and reminder.bucket not in owned):
+            return
+        if reminder.due_ms <= _ms(self.clock.time()) + self._lookahead_ms:
+            self._claim_alarm.poke()
+
+    def wake(self) -> None:
+        """Poll for due reminders now."""
+        self._claim_alarm.poke()
+
+    def _settled(self, after_pass: int) -> bool:
+        if self._passes <= after_pass or self._last_pass_full:  # no pass begun since the call
+            return False
+        if self._in_flight or self._outcomes or self._committing:
+            return False
+        now_ms = _ms(self.clock.time())
+        return not any(
+            due <= now_ms and self._claims.get(claim.reminder.id) is claim
+            for due, _, claim in self._heap
+        )
+
+    async def settle(self) -> None:
+        """Return once nothing is due: a claim pass that started after this call has run, and
+        every claimed reminder due by the clock's time has been delivered and its outcome
+        committed. Tests call it after moving a ``ManualWallClock`` (under ``fail_after``)."""
+        start = self._passes_started  # the first pass to begin after this call ends past it
+        self._claim_alarm.poke()
+        await trio.lowlevel.checkpoint()
+        while not self._settled(start):
+            await self._progress.park()
+
+    # -- running -------------------------------------------------------------------------------
+    async def run(
+        self,
+        *,
+        stopping: trio.Event | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until cancelled; once ``stopping`` is set, stop claiming and firing, let the
+        deliveries in flight finish and release every claim still held (another node takes
+        them at once), then idle until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._committer)
+            async with trio.open_nursery() as work:
+                work.start_soon(self._claimer)
+                work.start_soon(self._scheduler)
+                for _ in range(self.options.max_in_flight):
+                    work.start_soon(self._firer)
+                task_status.started()
+                if stopping is None:
+                    await trio.sleep_forever()
+                else:
+                    await stopping.wait()
+                self.stopping = True
+                await self._drain_in_flight()
+                work.cancel_scope.cancel()
+            await self._release_held()
+            await trio.sleep_forever()
+
+    async def _drain_in_flight(self) -> None:
+        with trio.move_on_after(self.options.fire_timeout_seconds + 1):
+            while self._in_flight:
+                self._idle = trio.Event()
+                await self._idle.wait()
+
+    async def _release_held(self) -> None:
+        held = [c for c in self._claims.values()]
+        if not held:
+            return
+        now_ms = _ms(self.clock.time())
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await self._commit([_Outcome(claim=c, kind="release", at_ms=now_ms) for c in held])
+        _log.info("reminder claims released", node=self.node, released=len(held))
+
+    # -- claiming ------------------------------------------------------------------------------
+    async def _claimer(self) -> None:
+        options = self.options
+        while True:
+            # The next poll is due one interval after this one *started*: a clock that moved
+            # during the query is not waited out again.
+            next_poll = self.clock.time() + options.poll_interval_seconds
+            self._passes_started += 1
+            room = options.max_claimed - len(self._claims)
+            full = False
+            if room > 0:
+                limit = min(room, options.claim_batch)
+                full = await self.claim_once(limit) >= limit
+            self._starved = room <= 0 or full
+            self._last_pass_full = full
+            self._passes += 1
+            self._progress.unpark_all()
+            if full:
+                await trio.lowlevel.checkpoint()
+                continue
+            await self._claim_alarm.sleep_until(next_poll)
+
+    async def claim_once(self, limit: int) -> int:
+        """Claim up to ``limit`` due-soon reminders of the owned buckets; how many were read
+        (claimed or not): ``limit`` means there may be more."""
+        owned = self._owned()
+        if owned is not None and not owned:
+            await trio.lowlevel.checkpoint()
+            return 0
+        now_ms = _ms(self.clock.time())
+        query: dict[str, Any] = {"due_ms": {"$lte": now_ms + self._lookahead_ms},
+                                 "lease_until_ms": {"$lte": now_ms}}
+        if owned is not None and len(owned) < BUCKETS:
+            query["bucket"] = {"$in": sorted(owned)}
+        page = await self.store.find(REMINDERS, query, sort=[("due_ms", 1)], limit=limit)
+        candidates = [doc for doc in page.items if doc["_id"] not in self._claims]
+        if not candidates:
+            return len(page.items)
+        lease_until = now_ms + self._lease_ms
+        async with self.store.unit() as unit:
+            for doc in candidates:
+                unit.update(
+                    REMINDERS,
+                    {"_id": doc["_id"], "version": doc["version"],
+                     "lease_until_ms": {"$lte": now_ms}},
+                    {"$set": {"owner": self.node, "lease_until_ms": lease_until},
+                     "$inc": {"version": 1}},
+                )
+        earliest = self._heap[0][0] if self._heap else None
+        for doc, matched in zip(candidates, unit.results, strict=True):
+            if not matched:
+                continue  # someone else's now
+            doc.update(owner=self.node, lease_until_ms=lease_until, version=doc["version"] + 1)
+            claim = _Claim(reminder=Reminder.from_document(doc), lease_until_ms=lease_until)
+            self._hold(claim)
+            self.claimed += 1
+        if self._heap and (earliest is None or self._heap[0][0] < earliest):
+            self._schedule_alarm.poke()
+        return len(page.items)
+
+    def _hold(self, claim: _Claim) -> None:
+        self._claims[claim.reminder.id] = claim
+        heapq.heappush(self._heap, (claim.reminder.due_ms, next(self._seq), claim))
+
+    # -- firing --------------------------------------------------------------------------------
+    async def _scheduler(self) -> None:
+        heap = self._heap
+        while True:
+            now_ms = _ms(self.clock.time())
+            while heap and heap[0][0] <= now_ms:
+                _, _, claim = heapq.heappop(heap)
+                if self._claims.get(claim.reminder.id) is claim:
+                    self._in_flight += 1  # from here until its firer is done with it
+                    self._send.send_nowait(claim)
+            await self._schedule_alarm.sleep_until(heap[0][0] / 1000 if heap else None)
+
+    async def _firer(self) -> None:
+        async for claim in self._receive:
+            try:
+                if self.stopping:
+                    # Stays held: released below, for another node to take at once.
+                    await trio.lowlevel.checkpoint()
+                    continue
+                outcome = await self._fire(claim)
+            finally:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._idle.set()
+            if outcome is not None:
+                self._outcomes.append(outcome)
+                self._commit_alarm.poke()
+            self._progress.unpark_all()
+
+    async def _fire(self, claim: _Claim) -> _Outcome | None:
+        reminder = claim.reminder
+        if self._claims.get(reminder.id) is not claim:
+            await trio.lowlevel.checkpoint()
+            return None
+        if claim.lease_until_ms - _ms(self.clock.time()) < self._timeout_ms + LEASE_SAFETY_MS:
+            # The claim would lapse during the delivery (this node fell behind): let it lapse
+            # and be claimed afresh rather than risk a second deliverer.
+            self._drop(claim)
+            self.superseded += 1
+            await trio.lowlevel.checkpoint()
+            return None
+        current = await self.store.get(REMINDERS, reminder.id)
+        if (
+            current is None
+            or current.get("version") != reminder.version
+            or current.get("owner") != self.node
+        ):
+            self._drop(claim)  # cancelled, replaced or re-claimed meanwhile
+            self.superseded += 1
+            return None
+        try:
+            message = reminder.message()
+            token = correlation_id.set(reminder.occurrence_id)
+            try:
+                await self.system.ref(reminder.actor).ask(
+                    message, timeout=self.options.fire_timeout_seconds,
+                    message_id=reminder.occurrence_id,
+                )
+            finally:
+                correlation_id.reset(token)
+        except NodeStopping:
+            return _Outcome(claim=claim, kind="release", at_ms=_ms(self.clock.time()))
+        except _PERMANENT as exc:
+            return self._failure(claim, exc, permanent=True)
+        except (TekTreeError, LookupError) as exc:
+            return self._failure(claim, exc, permanent=False)
+        return _Outcome(claim=claim, kind="delivered", at_ms=_ms(self.clock.time()))
+
+    def _failure(self, claim: _Claim, exc: BaseException, *, permanent: bool) -> _Outcome:
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        _log.warning("reminder delivery failed", reminder=claim.reminder.id,
+                     occurrence=claim.reminder.occurrence_id,
+                     attempt=claim.reminder.attempts + 1, error=error)
+        return _Outcome(claim=claim, kind="failed", at_ms=_ms(self.clock.time()), error=error,
+                        permanent=permanent)
+
+    def _drop(self, claim: _Claim) -> None:
+        if self._claims.get(claim.reminder.id) is claim:
+            del self._claims[claim.reminder.id]
+            if self._starved:
+                self._claim_alarm.poke()
+
+    # -- moving on -----------------------------------------------------------------------------
+    async def _committer(self) -> None:
+        while True:
+            if not self._outcomes:
+                await self._commit_alarm.sleep_until(None)
+                continue
+            batch, self._outcomes = self._outcomes, []
+            self._committing = True
+            try:
+                await self._commit(batch)
+            finally:
+                self._committing = False
+                self._progress.unpark_all()
+
+    async def _commit(self, batch: Sequence[_Outcome]) -> None:
+        rearm: list[tuple[int, _Claim]] = []
+        async with self.store.unit() as unit:
+            for outcome in batch:
+                position = len(unit.ops)  # the outcome's first (conditional) write
+                again = self._record(unit, outcome)
+                if again is not None:
+                    rearm.append((position, again))
+        for outcome in batch:
+            self._drop(outcome.claim)
+        for position, claim in rearm:
+            if unit.results[position] and not self.stopping:
+                self._hold(claim)
+                self._schedule_alarm.poke()
+        soon = _ms(self.clock.time()) + self._lookahead_ms
+        if any(due <= soon for due in self._released_due):
+            self._claim_alarm.poke()  # a released periodic one is due again: claim it now
+        self._released_due.clear()
+
+    def _record(self, unit: Unit, outcome: _Outcome) -> _Claim | None:
+        """Record ``outcome``'s write(s) in ``unit`` (first the conditional one); returns the
+        new claim when a periodic reminder stays claimed for its next occurrence."""
+        reminder = outcome.claim.reminder
+        where = {"_id": reminder.id, "version": reminder.version}
+        now = outcome.at_ms
+        if outcome.kind == "release":
+            self.released += 1
+            unit.update(REMINDERS, where, {"$set": {"owner": None, "lease_until_ms": 0},
+                                           "$inc": {"version": 1}})
+            return None
+        attempts = reminder.attempts + 1
+        if outcome.kind == "failed":
+            options = self.options
+            if not outcome.permanent and attempts < options.max_attempts:
+                self.retried += 1
+                delay = backoff_delay(attempts, options.retry_initial_seconds,
+                                      options.retry_max_seconds)
+                unit.update(REMINDERS, where, {
+                    "$set": {"owner": None, "lease_until_ms": now + _ms(delay),
+                             "attempts": attempts, "last_error": outcome.error},
+                    "$inc": {"version": 1}})
+                return None
+            self.failed += 1
+            _log.error("reminder occurrence given up", reminder=reminder.id,
+                       occurrence=reminder.occurrence_id, attempts=attempts,
+                       error=outcome.error)
+            if reminder.period_ms is None:
+                unit.delete(REMINDERS, where)
+                unit.update(FAILED_REMINDERS, reminder.occurrence_id, {"$set": {
+                    "reminder_id": reminder.id, "actor": str(reminder.actor),
+                    "name": reminder.name, "message_tag": reminder.message_tag,
+                    "payload": reminder.payload, "due_ms": reminder.due_ms, "period_ms": None,
+                    "bucket": reminder.bucket, "attempts": attempts,
+                    "last_error": outcome.error, "failed_at": now}}, upsert=True)
+                return None
+        else:
+            self.fired += 1
+            if reminder.period_ms is None:
+                unit.delete(REMINDERS, where)
+                return None
+        assert reminder.period_ms is not None
+        following = next_due_ms(reminder.due_ms, reminder.period_ms, now)
+        changes: dict[str, Any] = {"due_ms": following, "attempts": 0, "last_fired_ms": now,
+                                   "last_error": outcome.error}
+        owned = self._owned()
+        keep = (
+            following <= now + self._lookahead_ms
+            and not self.stopping
+            and (owned is None or reminder.bucket in owned)
+        )
+        if keep:
+            lease_until = now + self._lease_ms
+            changes.update(owner=self.node, lease_until_ms=lease_until)
+        else:
+            changes.update(owner=None, lease_until_ms=0)
+        unit.update(REMINDERS, where, {"$set": changes, "$inc": {"version": 1}})
+        if not keep:
+            self._released_due.append(following)
+            return None
+        return _Claim(
+            reminder=attrs.evolve(reminder, due_ms=following, version=reminder.version + 1,
+                                  attempts=0, owner=self.node, lease_until_ms=lease_until,
+                                  last_error=outcome.error, last_fired_ms=now),
+            lease_until_ms=lease_until,
+        )
+
+
+class ReminderCollector(Collector):
+    """Prometheus metrics of the node's reminder service, read at scrape time."""
+
+    def __init__(self, service: ReminderService) -> None:
+        self._service = service
+
+    def collect(self) -> Iterable[Metric]:
+        s = self._service.statistics()
+        counters = {
+            "tektree_reminders_claimed": ("Reminders claimed by this node", s.claimed),
+            "tektree_reminders_fired": ("Reminder occurrences delivered", s.fired),
+            "tektree_reminders_retried": ("Failed deliveries scheduled again", s.retried),
+            "tektree_reminders_failed": ("Occurrences given up after max_attempts", s.failed),
+            "tektree_reminders_superseded": (
+                "Claims dropped before firing (cancelled, replaced, lease too short)",
+                s.superseded),
+        }
+        for name, (doc, value) in counters.items():
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily("tektree_reminders_held", "Claimed reminders waiting to fire",
+                                value=s.held)
+        yield GaugeMetricFamily("tektree_reminders_owned_buckets",
+                                f"Buckets (of {BUCKETS}) this node claims from",
+                                value=s.owned_buckets)
+
+
+def _cluster_owner(node: Node, role: str) -> Callable[[], frozenset[int] | None]:
+    """Buckets owned now, from the cluster membership (None in embedded mode: all)."""
+    cache: dict[str, Any] = {"version": None, "owned": frozenset()}
+
+    def owned() -> frozenset[int] | None:
+        membership: Any = node.system.extensions.get("cluster.membership")
+        if membership is None:
+            return None if node.config.redis.embedded else frozenset()
+        view = membership.view
+        if cache["version"] != view.version:
+            cache["owned"] = owned_buckets(node.name, view.members, role)
+            cache["version"] = view.version
+        result: frozenset[int] = cache["owned"]
+        return result
+
+    return owned
+
+
+async def reminders_service(
+    node: Node,
+    spec: ServiceSpec,
+    *,
+    task_status: trio.TaskStatus[Any],
+    clock: WallClock | None = None,
+) -> None:
+    """The builtin service ``"reminders"`` (see the module docstring). ``clock`` injects a
+    wall clock (tests: ``functools.partial(reminders_service, clock=ManualWallClock())``)."""
+    options = read_options(ReminderOptions, spec.options, where=f"service {spec.name!r}")
+    store = node.store
+    if store is None:
+        raise StoreNotRunning(f"service {spec.name}")
+    table = Reminders(store, clock=clock or SystemWallClock(), system=node.system)
+    await table.ensure_indexes()
+    service = ReminderService(table=table, system=node.system, node=node.name,
+                              options=options, owned=_cluster_owner(node, options.role))
+    table.on_registered = service.registered
+    collector = ReminderCollector(service)
+    node.metrics.register(collector)
+    node.system.extensions[REMINDERS_EXTENSION] = table
+    node.system.extensions["reminders.service"] = service
+    try:
+        await service.run(stopping=node.stopping, task_status=task_status)
+    finally:
+        for key, value in ((REMINDERS_EXTENSION, table), ("reminders.service", service)):
+            if node.system.extensions.get(key) is value:
+                del node.system.extensions[key]
+        node.metrics.unregister(collector)
