@@ -9,11 +9,12 @@ move it by hand (:class:`tektree.testing.ManualWallClock`) instead of sleeping.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import trio
 
-__all__ = ["ManualWallClock", "SystemWallClock", "WallClock"]
+__all__ = ["ManualWallClock", "Passes", "SystemWallClock", "WallAlarm", "WallClock"]
 
 
 @runtime_checkable
@@ -84,3 +85,70 @@ class ManualWallClock:
 
     def __repr__(self) -> str:
         return f"ManualWallClock(time={self._now!r})"
+
+
+class WallAlarm:
+    """One task's sleep until a wall-clock moment (or forever), cut short by :meth:`poke`.
+
+    A poke while the task is not sleeping makes its next sleep return at once, so no wake-up
+    is lost between "looked for work" and "went to sleep".
+    """
+
+    def __init__(self, clock: WallClock) -> None:
+        self._clock = clock
+        self._scope: trio.CancelScope | None = None
+        self._poked = False
+
+    def poke(self) -> None:
+        self._poked = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def sleep_until(self, when: float | None) -> None:
+        if self._poked:
+            self._poked = False
+            await trio.lowlevel.checkpoint()
+            return
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            try:
+                if when is None:
+                    await trio.sleep_forever()
+                else:
+                    await self._clock.sleep_until(when)
+            finally:
+                self._scope = None
+        self._poked = False
+
+
+class Passes:
+    """Counts the passes of a polling loop, so that a caller (a test) can wait for a pass that
+    began after it asked, and then for the loop's work to be done.
+
+    The loop calls :meth:`begin` and :meth:`end` around each pass, and :meth:`progress`
+    whenever something :meth:`settle`'s ``idle`` predicate reads may have changed.
+    """
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.finished = 0
+        self._lot = trio.lowlevel.ParkingLot()
+
+    def begin(self) -> None:
+        self.started += 1
+
+    def end(self) -> None:
+        self.finished += 1
+        self._lot.unpark_all()
+
+    def progress(self) -> None:
+        self._lot.unpark_all()
+
+    async def settle(self, alarm: WallAlarm, idle: Callable[[], bool]) -> None:
+        """Poke the loop, then return once a pass that began after this call has ended and
+        ``idle()`` holds."""
+        mark = self.started
+        alarm.poke()
+        await trio.lowlevel.checkpoint()
+        while self.finished <= mark or not idle():
+            await self._lot.park()

@@ -434,6 +434,11 @@ def test_env_overrides_the_file() -> None:
         "TEKTREE_STORE_BACKEND": "mongodb",
         "TEKTREE_MONGO_URL": "mongodb://m:27017",
         "TEKTREE_MONGO_DATABASE": "tt",
+        "TEKTREE_MAIL_FROM": "Ops <ops@t.io>",
+        "TEKTREE_SMTP_HOST": "smtp.t.io",
+        "TEKTREE_SMTP_PORT": "2525",
+        "TEKTREE_SMTP_USERNAME": "ops",
+        "TEKTREE_SMTP_PASSWORD": "pw",
         "UNRELATED": "ignored",
     }
 
@@ -452,6 +457,10 @@ def test_env_overrides_the_file() -> None:
         "mongodb://m:27017",
         "tt",
     )
+    mail = config.mail
+    assert (mail.from_address, mail.smtp_host, mail.smtp_port) == ("Ops <ops@t.io>", "smtp.t.io",
+                                                                   2525)
+    assert (mail.smtp_username, mail.smtp_password) == ("ops", "pw")
     assert set(env) - {"UNRELATED"} == set(ENV_OVERRIDES)
 
 

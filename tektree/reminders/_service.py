@@ -62,7 +62,7 @@ from tektree._errors import CodecError, NodeStopping, TekTreeError, UnhandledMes
 from tektree._lifecycle import backoff_delay
 from tektree._options import at_least, positive, read_options
 from tektree._telemetry import correlation_id
-from tektree._wallclock import SystemWallClock, WallClock
+from tektree._wallclock import Passes, SystemWallClock, WallAlarm, WallClock
 from tektree.persistence import DocumentStore, StoreNotRunning, Unit
 from tektree.reminders._model import (
     BUCKETS,
@@ -181,40 +181,6 @@ def _ms(seconds: float) -> int:
     return math.floor(seconds * 1000)
 
 
-class _Alarm:
-    """One task's sleep until a wall-clock moment (or forever), cut short by :meth:`poke`.
-
-    A poke while the task is not sleeping makes its next sleep return at once, so no wake-up
-    is lost between "looked for work" and "went to sleep".
-    """
-
-    def __init__(self, clock: WallClock) -> None:
-        self._clock = clock
-        self._scope: trio.CancelScope | None = None
-        self._poked = False
-
-    def poke(self) -> None:
-        self._poked = True
-        if self._scope is not None:
-            self._scope.cancel()
-
-    async def sleep_until(self, when: float | None) -> None:
-        if self._poked:
-            self._poked = False
-            await trio.lowlevel.checkpoint()
-            return
-        with trio.CancelScope() as scope:
-            self._scope = scope
-            try:
-                if when is None:
-                    await trio.sleep_forever()
-                else:
-                    await self._clock.sleep_until(when)
-            finally:
-                self._scope = None
-        self._poked = False
-
-
 class ReminderService:
     """One node's claimer, scheduler, firers and committer (see the module docstring).
 
@@ -247,18 +213,16 @@ class ReminderService:
         self._outcomes: list[_Outcome] = []
         self._released_due: list[int] = []
         self._send, self._receive = trio.open_memory_channel[_Claim](math.inf)
-        self._claim_alarm = _Alarm(self.clock)
-        self._schedule_alarm = _Alarm(self.clock)
-        self._commit_alarm = _Alarm(self.clock)
+        self._claim_alarm = WallAlarm(self.clock)
+        self._schedule_alarm = WallAlarm(self.clock)
+        self._commit_alarm = WallAlarm(self.clock)
         self._idle = trio.Event()
         self.stopping = False
         self._in_flight = 0
         self._starved = False
-        self._passes = 0  # claim passes finished
-        self._passes_started = 0
+        self._passes = Passes()
         self._last_pass_full = False
         self._committing = False
-        self._progress = trio.lowlevel.ParkingLot()
         self.claimed = self.fired = self.retried = self.failed = 0
         self.superseded = self.released = 0
 
@@ -289,10 +253,8 @@ class ReminderService:
         """Poll for due reminders now."""
         self._claim_alarm.poke()
 
-    def _settled(self, after_pass: int) -> bool:
-        if self._passes <= after_pass or self._last_pass_full:  # no pass begun since the call
-            return False
-        if self._in_flight or self._outcomes or self._committing:
+    def _idle_now(self) -> bool:
+        if self._last_pass_full or self._in_flight or self._outcomes or self._committing:
             return False
         now_ms = _ms(self.clock.time())
         return not any(
@@ -304,11 +266,7 @@ class ReminderService:
         """Return once nothing is due: a claim pass that started after this call has run, and
         every claimed reminder due by the clock's time has been delivered and its outcome
         committed. Tests call it after moving a ``ManualWallClock`` (under ``fail_after``)."""
-        start = self._passes_started  # the first pass to begin after this call ends past it
-        self._claim_alarm.poke()
-        await trio.lowlevel.checkpoint()
-        while not self._settled(start):
-            await self._progress.park()
+        await self._passes.settle(self._claim_alarm, self._idle_now)
 
     # -- running -------------------------------------------------------------------------------
     async def run(
@@ -360,7 +318,7 @@ class ReminderService:
             # The next poll is due one interval after this one *started*: a clock that moved
             # during the query is not waited out again.
             next_poll = self.clock.time() + options.poll_interval_seconds
-            self._passes_started += 1
+            self._passes.begin()
             room = options.max_claimed - len(self._claims)
             full = False
             if room > 0:
@@ -368,8 +326,7 @@ class ReminderService:
                 full = await self.claim_once(limit) >= limit
             self._starved = room <= 0 or full
             self._last_pass_full = full
-            self._passes += 1
-            self._progress.unpark_all()
+            self._passes.end()
             if full:
                 await trio.lowlevel.checkpoint()
                 continue
@@ -444,7 +401,7 @@ class ReminderService:
             if outcome is not None:
                 self._outcomes.append(outcome)
                 self._commit_alarm.poke()
-            self._progress.unpark_all()
+            self._passes.progress()
 
     async def _fire(self, claim: _Claim) -> _Outcome | None:
         reminder = claim.reminder
@@ -511,7 +468,7 @@ class ReminderService:
                 await self._commit(batch)
             finally:
                 self._committing = False
-                self._progress.unpark_all()
+                self._passes.progress()
 
     async def _commit(self, batch: Sequence[_Outcome]) -> None:
         rearm: list[tuple[int, _Claim]] = []

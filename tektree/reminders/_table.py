@@ -174,15 +174,20 @@ class Reminders:
         due: float | dt.datetime,
         period_seconds: float | None = None,
     ) -> tuple[Reminder, bool]:
-        """Register unless the same reminder (same message and period) already exists; then
-        it is left as it is, its next due time included, so a restart never resets a schedule.
+        """Register unless the same reminder (same message, same period on the same grid)
+        already exists; then it is left as it is, its next due time included, so a restart
+        never resets a schedule.
         Returns the reminder and whether it was (re)registered."""
         current = await self.get(actor, name)
+        period_ms, due_ms = period_ms_of(period_seconds), due_ms_of(due)
         if (
             current is not None
             and current.payload == encode_payload(message)
-            and current.period_ms == period_ms_of(period_seconds)
-            and (current.period_ms is not None or current.due_ms == due_ms_of(due))
+            and current.period_ms == period_ms
+            and (  # a one-shot at the same time, or a periodic one on the same grid
+                current.due_ms == due_ms if period_ms is None
+                else (current.due_ms - due_ms) % period_ms == 0
+            )
         ):
             return current, False
         return await self.register(
@@ -206,6 +211,20 @@ class Reminders:
             page = await self.store.find(
                 REMINDERS, {"actor": str(actor)}, sort=[("name", 1)], limit=500, after=cursor
             )
+            out.extend(Reminder.from_document(doc) for doc in page.items)
+            if page.next_cursor is None:
+                return out
+            cursor = page.next_cursor
+
+    async def of_kind(self, kind: str) -> list[Reminder]:
+        """Every reminder of the actors of ``kind`` (ids ``kind/...``), by actor then name."""
+        out: list[Reminder] = []
+        cursor: str | None = None
+        # "0" is the character after "/": the range holds exactly the ids "kind/...".
+        query = {"actor": {"$gte": f"{kind}/", "$lt": f"{kind}0"}}
+        while True:
+            page = await self.store.find(REMINDERS, query, sort=[("actor", 1), ("name", 1)],
+                                         limit=500, after=cursor)
             out.extend(Reminder.from_document(doc) for doc in page.items)
             if page.next_cursor is None:
                 return out
