@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 __all__ = ["Handler", "JobContext", "JobRegistry", "JobType"]
 
 Handler = Callable[["JobContext"], Awaitable[Any]]
+Setup = Callable[["Node"], Awaitable[None]]
 F = TypeVar("F", bound=Handler)
+S = TypeVar("S", bound=Setup)
 
 
 @attrs.frozen(kw_only=True)
@@ -48,13 +50,15 @@ class JobType:
 @attrs.frozen(kw_only=True)
 class JobContext:
     """What a running job sees: the job, the node, the queue (to enqueue follow-ups), the wall
-    clock, and ``resources`` (whatever the service was given, e.g. a mailer)."""
+    clock, ``resources`` (what the service provides: ``"mailer"``) and ``settings`` (the
+    service's free-form ``settings`` option table)."""
 
     job: Job
     node: Node
     queue: JobQueue
     clock: WallClock
     resources: Mapping[str, Any] = attrs.Factory(dict)
+    settings: Mapping[str, Any] = attrs.Factory(dict)
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -80,6 +84,13 @@ class JobRegistry:
 
     def __init__(self) -> None:
         self._types: dict[str, JobType] = {}
+        self.setups: list[Setup] = []
+
+    def on_start(self, fn: S) -> S:
+        """Decorator: ``await fn(node)`` when a jobs service starts with this registry (declare
+        the indexes the jobs read, for example)."""
+        self.setups.append(fn)
+        return fn
 
     def register(self, name: str, handler: Handler, **settings: Any) -> JobType:
         """Register ``handler`` for jobs of type ``name``; ``settings`` are
@@ -106,6 +117,7 @@ class JobRegistry:
         return decorate
 
     def merge(self, other: JobRegistry) -> None:
+        self.setups.extend(fn for fn in other.setups if fn not in self.setups)
         for job_type in other:
             if job_type.name in self._types:
                 raise JobError("type", job_type.name, "is registered by two registries")
@@ -114,6 +126,7 @@ class JobRegistry:
     def with_settings(self, overrides: Mapping[str, Mapping[str, Any]]) -> JobRegistry:
         """A copy with some types' settings changed (``supervisor.toml``'s ``[...types]``)."""
         out = JobRegistry()
+        out.setups = list(self.setups)
         for name in overrides:
             if name not in self._types:
                 names = ", ".join(t.name for t in self)

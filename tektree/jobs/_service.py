@@ -76,6 +76,8 @@ class JobsOptions:
     #: Per job type settings, e.g. ``types = { "email.digest" = { concurrency = 2 } }``.
     types: Mapping[str, Any] = attrs.field(factory=dict)
     schedules: tuple[Any, ...] = ()
+    #: Free-form table handed to every job as ``ctx.settings`` (e.g. ``public_url``).
+    settings: Mapping[str, Any] = attrs.field(factory=dict)
 
     def worker_options(self) -> WorkerOptions:
         return WorkerOptions(
@@ -167,6 +169,8 @@ async def jobs_service(
         raise ConfigError(f"{where}.options", str(exc)) from None
     backend = _backend(node, options.backend, where)
     await backend.setup()
+    for setup in registry.setups:
+        await setup(node)
     from tektree.mail import open_mailer
 
     mailer = open_mailer(node.config)
@@ -175,6 +179,7 @@ async def jobs_service(
         backend=backend, queue=queue, registry=registry, node=node, clock=clock,
         options=options.worker_options(),
         resources={MAILER_EXTENSION: mailer, **(resources or {})},
+        settings=options.settings,
     )
     if options.workers:
         queue.on_enqueued = workers.enqueued

@@ -88,6 +88,7 @@ class JobWorkers:
         clock: WallClock,
         options: WorkerOptions | None = None,
         resources: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.backend = backend
         self.queue = queue
@@ -97,6 +98,7 @@ class JobWorkers:
         self.clock = clock
         self.options = options or WorkerOptions()
         self.resources = dict(resources or {})
+        self.settings = dict(settings or {})
         self._runs: dict[str, _Run] = {}
         self._running: Counter[str] = Counter()
         self._backlog: set[str] = set()
@@ -219,7 +221,7 @@ class JobWorkers:
                 await self._bury(job, job.last_error or "its workers vanished while running it")
                 return
             ctx = JobContext(job=job, node=self.node, queue=self.queue, clock=self.clock,
-                             resources=self.resources)
+                             resources=self.resources, settings=self.settings)
             error: str | None = None
             result: Any = None
             with run.scope:
