@@ -118,6 +118,8 @@ class ReminderOptions:
     max_in_flight: int = attrs.field(default=256, validator=at_least(1))
     #: When set, only members with this role own buckets (run the service on those nodes).
     role: str = ""
+    #: How often the counters are logged ("reminders statistics", when they changed).
+    stats_log_seconds: float = attrs.field(default=60.0, validator=positive)
 
     def __attrs_post_init__(self) -> None:
         floor = self.lookahead_seconds + self.fire_timeout_seconds + LEASE_SAFETY_MS / 1000
@@ -283,6 +285,7 @@ class ReminderService:
             async with trio.open_nursery() as work:
                 work.start_soon(self._claimer)
                 work.start_soon(self._scheduler)
+                work.start_soon(self._log_statistics)
                 for _ in range(self.options.max_in_flight):
                     work.start_soon(self._firer)
                 task_status.started()
@@ -295,6 +298,15 @@ class ReminderService:
                 work.cancel_scope.cancel()
             await self._release_held()
             await trio.sleep_forever()
+
+    async def _log_statistics(self) -> None:
+        last = None
+        while True:
+            await trio.sleep(self.options.stats_log_seconds)
+            stats = self.statistics()
+            if stats != last:
+                _log.info("reminders statistics", node=self.node, **attrs.asdict(stats))
+                last = stats
 
     async def _drain_in_flight(self) -> None:
         with trio.move_on_after(self.options.fire_timeout_seconds + 1):
@@ -593,7 +605,11 @@ def _cluster_owner(node: Node, role: str) -> Callable[[], frozenset[int] | None]
             return None if node.config.redis.embedded else frozenset()
         view = membership.view
         if cache["version"] != view.version:
-            cache["owned"] = owned_buckets(node.name, view.members, role)
+            owned_now = owned_buckets(node.name, view.members, role)
+            if owned_now != cache["owned"]:
+                _log.info("reminder buckets owned", node=node.name, buckets=len(owned_now),
+                          of=BUCKETS, members=len(view.members))
+            cache["owned"] = owned_now
             cache["version"] = view.version
         result: frozenset[int] = cache["owned"]
         return result

@@ -78,9 +78,12 @@ async def gate(ctx: JobContext) -> None:
 
 @JOBS.job("test.slow", max_attempts=3, backoff_initial_seconds=0.2, jitter=0.0)
 async def slow(ctx: JobContext) -> str:
-    """Takes ``seconds`` of real time (a worker can be killed in the middle of it)."""
+    """Takes ``seconds`` of real time on its first run (a worker can be killed in the middle
+    of it), ``retry_seconds`` on the next ones."""
     await record(ctx)
-    await trio.sleep(float(ctx.payload.get("seconds", 0)))
+    seconds = ctx.payload.get("seconds", 0) if ctx.attempt == 1 else ctx.payload.get(
+        "retry_seconds", 0)
+    await trio.sleep(float(seconds))
     return await apply_once(ctx)
 
 
