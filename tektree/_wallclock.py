@@ -152,3 +152,9 @@ class Passes:
         await trio.lowlevel.checkpoint()
         while self.finished <= mark or not idle():
             await self._lot.park()
+
+    async def wait_until(self, idle: Callable[[], bool]) -> None:
+        """Return once ``idle()`` holds (checked at each :meth:`progress` or :meth:`end`)."""
+        await trio.lowlevel.checkpoint()
+        while not idle():
+            await self._lot.park()

@@ -49,7 +49,9 @@ class JobBackend(Protocol):
         self, job_type: str, limit: int, *, owner: str, now_ms: int, lease_ms: int
     ) -> list[Job]: ...
 
-    async def complete(self, job: Job, result: Any, *, now_ms: int, keep_ms: int) -> bool: ...
+    async def complete_many(
+        self, done: Sequence[tuple[Job, Any]], *, now_ms: int, keep_ms: int
+    ) -> int: ...
 
     async def retry(self, job: Job, *, run_at_ms: int, error: str) -> bool: ...
 
@@ -135,23 +137,25 @@ class StoreJobBackend:
         )
         if not page.items:
             return []
-        lease_until = now_ms + lease_ms
-        claims = [new_claim() for _ in page.items]
-        async with self.store.unit() as unit:
-            for doc, claim in zip(page.items, claims, strict=True):
-                unit.update(JOBS, {"_id": doc["_id"], "version": doc["version"],
-                                   "status": QUEUED}, {
-                    "$set": {"status": RUNNING, "owner": owner, "claim": claim,
-                             "lease_until_ms": lease_until, "started_ms": now_ms},
-                    "$inc": {"attempts": 1, "version": 1},
-                })
-        claimed = []
-        for doc, claim, matched in zip(page.items, claims, unit.results, strict=True):
-            if matched:
-                doc.update(status=RUNNING, owner=owner, claim=claim, lease_until_ms=lease_until,
-                           attempts=doc["attempts"] + 1)
-                claimed.append(job_from_document(doc))
-        return claimed
+        # One conditional update claims them all (still queued), tagged with this pass's
+        # token; one read returns those this worker won.
+        ids = [doc["_id"] for doc in page.items]
+        claim, lease_until = new_claim(), now_ms + lease_ms
+        won = await self.store.update(JOBS, {"_id": {"$in": ids}, "status": QUEUED}, {
+            "$set": {"status": RUNNING, "owner": owner, "claim": claim,
+                     "lease_until_ms": lease_until, "started_ms": now_ms},
+            "$inc": {"attempts": 1, "version": 1},
+        })
+        if won == len(ids):  # the common case: all of them, as read plus the claim
+            for doc in page.items:
+                doc.update(status=RUNNING, owner=owner, claim=claim,
+                           lease_until_ms=lease_until, attempts=doc["attempts"] + 1)
+            return [job_from_document(doc) for doc in page.items]
+        if not won:
+            return []
+        mine = await self.store.find(JOBS, {"_id": {"$in": ids}, "claim": claim},
+                                     sort=[("run_at_ms", 1)])
+        return [job_from_document(doc) for doc in mine.items]
 
     async def _transition(self, job: Job, changes: dict[str, Any],
                           inc: dict[str, int] | None = None) -> bool:
@@ -160,10 +164,27 @@ class StoreJobBackend:
             JOBS, {"_id": job.id, "claim": job.claim, "status": RUNNING}, update)
         return bool(matched)
 
-    async def complete(self, job: Job, result: Any, *, now_ms: int, keep_ms: int) -> bool:
-        return await self._transition(job, {
-            "status": DONE, "finished_ms": now_ms, "result": small_result(result),
-            "owner": None, "claim": None, "lease_until_ms": 0, "last_error": None})
+    async def complete_many(
+        self, done: Sequence[tuple[Job, Any]], *, now_ms: int, keep_ms: int
+    ) -> int:
+        """Mark several runs succeeded in one unit; how many were still held."""
+        if not done:
+            return 0
+        finished = {"status": DONE, "finished_ms": now_ms, "owner": None, "claim": None,
+                    "lease_until_ms": 0, "last_error": None}
+        bare: dict[str | None, list[str]] = {}  # runs without a result, by claim token
+        async with self.store.unit() as unit:
+            for job, result in done:
+                if result is None:
+                    bare.setdefault(job.claim, []).append(job.id)
+                    continue
+                unit.update(JOBS, {"_id": job.id, "claim": job.claim, "status": RUNNING}, {
+                    "$set": {**finished, "result": small_result(result)},
+                    "$inc": {"version": 1}})
+            for claim, ids in bare.items():  # one write per claim pass
+                unit.update(JOBS, {"_id": {"$in": ids}, "claim": claim, "status": RUNNING},
+                            {"$set": {**finished, "result": None}, "$inc": {"version": 1}})
+        return sum(matched for matched in unit.results if isinstance(matched, int))
 
     async def retry(self, job: Job, *, run_at_ms: int, error: str) -> bool:
         return await self._transition(job, {

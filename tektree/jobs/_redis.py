@@ -219,10 +219,23 @@ class RedisJobBackend:
             args=[job.id, claim, mode, *args]))
         return bool(done)
 
-    async def complete(self, job: Job, result: Any, *, now_ms: int, keep_ms: int) -> bool:
-        kept = json.dumps(small_result(result))
-        return await self._finish_call(job, "done", self._queue_key(job.type),
-                                       [now_ms, kept, max(1, keep_ms)])
+    async def complete_many(
+        self, done: Sequence[tuple[Job, Any]], *, now_ms: int, keep_ms: int
+    ) -> int:
+        """Several completions in one pipeline (one round trip); how many were still held."""
+        if not done:
+            return 0
+        calls = [([self._job_key(job.id), self._running, self._queue_key(job.type)],
+                  [job.id, job.claim or "", "done", now_ms, json.dumps(small_result(result)),
+                   max(1, keep_ms)]) for job, result in done]
+
+        async def run(client: Any) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                requests = [pipe.eval(_FINISH, keys, args) for keys, args in calls]
+            return [await request for request in requests]
+
+        results: Any = await self.link.call(run)
+        return sum(1 for r in results if r)
 
     async def retry(self, job: Job, *, run_at_ms: int, error: str) -> bool:
         return await self._finish_call(job, "retry", self._queue_key(job.type),

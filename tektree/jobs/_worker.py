@@ -15,7 +15,7 @@ cancelled and released (not counted as an attempt) for another node to take at o
 from __future__ import annotations
 
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -72,7 +72,8 @@ class WorkerStatistics:
 class _Run:
     job: Job
     scope: trio.CancelScope
-    lost: bool = False
+    lost: bool = False  # its lease was lost: nothing more may be written for it
+    released: bool = False  # cancelled to be given back (the node stops)
 
 
 class JobWorkers:
@@ -101,8 +102,14 @@ class JobWorkers:
         self.settings = dict(settings or {})
         self._runs: dict[str, _Run] = {}
         self._running: Counter[str] = Counter()
+        #: Claimed ahead, waiting for a free slot (at most ``concurrency`` per type): the next
+        #: run starts the moment one ends, without waiting for a claim round trip.
+        self._waiting: dict[str, deque[Job]] = {}
         self._backlog: set[str] = set()
         self._alarm = WallAlarm(clock)
+        self._succeeded: list[tuple[Job, Any]] = []  # completions waiting for their write
+        self._completing = False
+        self._completer_alarm = WallAlarm(clock)
         self._passes = Passes()
         self._nursery: trio.Nursery | None = None
         self.stopping = False
@@ -122,6 +129,7 @@ class JobWorkers:
     def enqueued(self, job: Job) -> None:
         """A job was enqueued through this node: start it now if it is ours and ready."""
         if job.type in self.registry and job.run_at_ms <= self._ms() and not self.stopping:
+            self._backlog.add(job.type)  # until a claim pass after this finds the type drained
             self._alarm.poke()
 
     def wake(self) -> None:
@@ -134,7 +142,9 @@ class JobWorkers:
     async def settle(self) -> None:
         """Return once a poll that began after this call has run and no job is running or
         left ready behind a full claim (tests; under ``trio.fail_after``)."""
-        await self._passes.settle(self._alarm, lambda: not self._runs and not self._backlog)
+        await self._passes.settle(self._alarm, lambda: not (
+            self._runs or self._backlog or self._succeeded or self._completing
+            or any(self._waiting.values())))
 
     # -- running -------------------------------------------------------------------------------
     async def run(
@@ -145,6 +155,7 @@ class JobWorkers:
     ) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._completer)
             async with trio.open_nursery() as work:
                 work.start_soon(self._claimer)
                 work.start_soon(self._renewer)
@@ -156,7 +167,15 @@ class JobWorkers:
                 self.stopping = True
                 work.cancel_scope.cancel()
             for run in list(self._runs.values()):
+                run.released = True
                 run.scope.cancel()  # each releases its job as it unwinds
+            for waiting in self._waiting.values():
+                while waiting:
+                    await self._release(waiting.popleft())
+            with trio.move_on_after(10):  # the runs unwind, the last completions are written
+                await self._passes.wait_until(
+                    lambda: not (self._runs or self._succeeded or self._completing))
+            nursery.cancel_scope.cancel()
 
     async def _claimer(self) -> None:
         options = self.options
@@ -166,19 +185,21 @@ class JobWorkers:
             self._passes.begin()
             more = False
             for job_type in self.registry:
-                free = min(job_type.settings.concurrency - self._running[job_type.name],
-                           options.max_concurrency - len(self._runs))
-                if free <= 0:
+                name, limit = job_type.name, job_type.settings.concurrency
+                waiting = self._waiting.setdefault(name, deque())
+                want = 2 * limit - self._running[name] - len(waiting)
+                if want <= 0:
                     continue
-                jobs = await self.backend.claim(job_type.name, free, owner=self.owner,
+                jobs = await self.backend.claim(name, want, owner=self.owner,
                                                 now_ms=self._ms(), lease_ms=lease_ms)
-                for job in jobs:
-                    self._start(job_type, job)
-                if len(jobs) == free:
-                    self._backlog.add(job_type.name)
-                    more = more or len(self._runs) < options.max_concurrency
+                waiting.extend(jobs)
+                self._start_waiting(job_type)
+                if len(jobs) == want:
+                    self._backlog.add(name)
+                    more = more or (len(self._runs) < options.max_concurrency
+                                    and self._running[name] < limit)
                 else:
-                    self._backlog.discard(job_type.name)
+                    self._backlog.discard(name)
             if self.clock.time() >= self._next_reap:
                 self._next_reap = self.clock.time() + options.reap_interval_seconds
                 reaped = await self.backend.reap(now_ms=self._ms(), limit=100)
@@ -192,22 +213,51 @@ class JobWorkers:
                 continue
             await self._alarm.sleep_until(next_poll)
 
-    def _start(self, job_type: JobType, job: Job) -> None:
+    def _start_waiting(self, job_type: JobType) -> None:
+        """Start the waiting jobs of ``job_type`` that the limits allow."""
         assert self._nursery is not None
-        run = _Run(job=job, scope=trio.CancelScope())
-        self._runs[job.id] = run
-        self._running[job_type.name] += 1
-        self.started += 1
-        self._nursery.start_soon(self._run, job_type, run)
+        name, waiting = job_type.name, self._waiting.get(job_type.name)
+        while (waiting and not self.stopping
+               and self._running[name] < job_type.settings.concurrency
+               and len(self._runs) < self.options.max_concurrency):
+            job = waiting.popleft()
+            run = _Run(job=job, scope=trio.CancelScope())
+            self._runs[job.id] = run
+            self._running[name] += 1
+            self.started += 1
+            self._nursery.start_soon(self._run, job_type, run)
+        if name in self._backlog and len(waiting or ()) < job_type.settings.concurrency:
+            self._alarm.poke()  # claim the next ones ahead
+
+    async def _completer(self) -> None:
+        """Writes successful runs in batches (one unit, or one Redis pipeline, per batch)."""
+        keep = round(self.options.keep_finished_seconds * 1000)
+        while True:
+            if not self._succeeded:
+                await self._completer_alarm.sleep_until(None)
+                continue
+            batch, self._succeeded = self._succeeded, []
+            self._completing = True
+            try:
+                with trio.CancelScope(shield=True):
+                    self.succeeded += await self.backend.complete_many(
+                        batch, now_ms=self._ms(), keep_ms=keep)
+            finally:
+                self._completing = False
+                self._passes.progress()
 
     async def _renewer(self) -> None:
         lease = self.options.lease_seconds
         while True:
             await trio.sleep(lease / 3)
-            runs = list(self._runs.values())
+            held = [r.job for r in self._runs.values()]
+            held += [job for waiting in self._waiting.values() for job in waiting]
             lost = await self.backend.renew(
-                [r.job for r in runs], lease_until_ms=self._ms() + round(lease * 1000))
+                held, lease_until_ms=self._ms() + round(lease * 1000))
             for job_id in lost:
+                for waiting in self._waiting.values():
+                    for job in [j for j in waiting if j.id == job_id]:
+                        waiting.remove(job)
                 run = self._runs.get(job_id)
                 if run is not None:
                     _log.error("job lease lost; cancelling its run", job=job_id)
@@ -224,42 +274,44 @@ class JobWorkers:
                              resources=self.resources, settings=self.settings)
             error: str | None = None
             result: Any = None
+            # One scope: its deadline is the timeout; stop() and a lost lease cancel it too.
+            run.scope.deadline = trio.current_time() + settings.timeout_seconds
             with run.scope:
                 try:
-                    with trio.move_on_after(settings.timeout_seconds) as limit:
-                        result = await job_type.handler(ctx)
-                    if limit.cancelled_caught:
-                        error = f"timed out after {settings.timeout_seconds:g} s"
+                    result = await job_type.handler(ctx)
                 except Exception as exc:
                     error = "".join(traceback.format_exception_only(exc)).strip()
                     tail = "".join(traceback.format_tb(exc.__traceback__)[-3:])
                     error = f"{error}\n{tail}"[:_ERROR_CHARS]
             if run.scope.cancelled_caught:
-                if not run.lost:
+                if run.lost:
+                    return
+                if self.stopping or run.released:
                     await self._release(job)
-                return
-            with trio.CancelScope(shield=True):
-                await self._finish(job, settings, result, error)
+                    return
+                error = f"timed out after {settings.timeout_seconds:g} s"
+            if error is None:
+                self._succeeded.append((job, result))  # its lease holds until the write
+                self._completer_alarm.poke()
+            else:
+                with trio.CancelScope(shield=True):
+                    await self._failed(job, settings, error)
         finally:
             del self._runs[job.id]
             self._running[job_type.name] -= 1
+            self._start_waiting(job_type)
             if job_type.name in self._backlog and not self.stopping:
                 self._alarm.poke()
             self._passes.progress()
 
-    async def _finish(self, job: Job, settings: Any, result: Any, error: str | None) -> None:
-        now = self._ms()
-        if error is None:
-            keep = round(self.options.keep_finished_seconds * 1000)
-            if await self.backend.complete(job, result, now_ms=now, keep_ms=keep):
-                self.succeeded += 1
-            return
+    async def _failed(self, job: Job, settings: Any, error: str) -> None:
         if job.attempts < settings.max_attempts:
             delay = retry_delay_seconds(settings, job.attempts)
             _log.warning("job failed; retrying", job=job.id, job_type=job.type,
                          attempt=job.attempts, retry_in_seconds=round(delay, 3),
                          error=error.splitlines()[0])
-            if await self.backend.retry(job, run_at_ms=now + round(delay * 1000), error=error):
+            run_at = self._ms() + round(delay * 1000)
+            if await self.backend.retry(job, run_at_ms=run_at, error=error):
                 self.retried += 1
             return
         await self._bury(job, error)

@@ -171,7 +171,8 @@ def decode_payload(text: str) -> object:
 @attrs.frozen(kw_only=True)
 class Reminder:
     """A reminder as stored: ``actor``'s ``name``, next due at ``due_ms``, every
-    ``period_ms`` (None: once). ``owner`` and ``lease_until_ms`` are the current claim."""
+    ``period_ms`` (None: once). ``owner``, ``lease_until_ms`` and ``claim`` (its token) are the
+    current claim."""
 
     id: str
     actor: ActorId
@@ -183,6 +184,7 @@ class Reminder:
     version: int
     owner: str | None = None
     lease_until_ms: int = 0
+    claim: str | None = None
     attempts: int = 0
     last_error: str | None = None
     last_fired_ms: int | None = None
@@ -212,6 +214,7 @@ class Reminder:
             period_ms=None if doc.get("period_ms") is None else int(doc["period_ms"]),
             bucket=int(doc["bucket"]), version=int(doc.get("version", 0)),
             owner=doc.get("owner"), lease_until_ms=int(doc.get("lease_until_ms", 0)),
+            claim=doc.get("claim"),
             attempts=int(doc.get("attempts", 0)), last_error=doc.get("last_error"),
             last_fired_ms=doc.get("last_fired_ms"), payload=doc.get("payload", ""),
         )

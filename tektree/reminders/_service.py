@@ -12,17 +12,19 @@ How a reminder fires exactly once in effect
 -------------------------------------------
 1. **Claim.** Every ``poll_interval_seconds`` the service reads the reminders of the buckets
    it owns that are due within ``lookahead_seconds`` and free (``lease_until_ms`` passed), and
-   claims them with one conditional update each (``version`` unchanged → ``owner`` = this node,
-   ``lease_until_ms`` = now + ``lease_seconds``, ``version`` + 1), all in one store unit. A
-   reminder claimed by two nodes at once is impossible: the second update no longer matches.
+   claims them with one conditional update (still free → ``owner`` = this node,
+   ``lease_until_ms`` = now + ``lease_seconds``, ``claim`` = a token new to this pass), then
+   reads back which carry its token. A reminder claimed by two nodes at once is impossible:
+   for the second, it is no longer free.
 2. **Fire.** Claimed reminders wait in a local heap until their due time. Just before firing,
-   one point read checks that the claim still holds (same version, same owner: not cancelled,
+   one point read checks that the claim still holds (same token, same owner: not cancelled,
    replaced or re-claimed after an expiry) and that the lease outlives the delivery; then the
    message is *asked* of the target virtual actor (activating it, wherever it lives), with the
    occurrence id (:func:`~tektree.reminders.occurrence_id`) as the envelope's message id.
-3. **Move on.** After the reply, one conditional update (by the claimed version) deletes a
-   one-shot reminder or moves a periodic one to its next due time on its grid (missed
-   occurrences collapse into one). Completions are group-committed in one unit.
+3. **Move on.** After the reply, a write conditional on the claim token deletes a one-shot
+   reminder (those of one claim pass in one delete) or moves a periodic one to its next due
+   time on its grid (missed occurrences collapse into one). Completions are group-committed
+   in one unit.
 
 A node that dies between 2 and 3 leaves its claim to expire; the bucket's new owner claims the
 reminder again and delivers the *same* occurrence id, which the handler deduplicates: delivery
@@ -49,6 +51,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -181,6 +184,11 @@ def owned_buckets(node: str, members: Sequence[Any], role: str = "") -> frozense
 
 def _ms(seconds: float) -> int:
     return math.floor(seconds * 1000)
+
+
+def new_token() -> str:
+    """A claim token: unique per claim pass (and per re-armed periodic occurrence)."""
+    return secrets.token_hex(8)
 
 
 class ReminderService:
@@ -360,23 +368,27 @@ class ReminderService:
         candidates = [doc for doc in page.items if doc["_id"] not in self._claims]
         if not candidates:
             return len(page.items)
-        lease_until = now_ms + self._lease_ms
-        async with self.store.unit() as unit:
-            for doc in candidates:
-                unit.update(
-                    REMINDERS,
-                    {"_id": doc["_id"], "version": doc["version"],
-                     "lease_until_ms": {"$lte": now_ms}},
-                    {"$set": {"owner": self.node, "lease_until_ms": lease_until},
-                     "$inc": {"version": 1}},
-                )
+        # One conditional update claims them all (still free: lease passed), tagging them with
+        # this pass's token; one read tells which were won (another node may have won some).
+        ids = [doc["_id"] for doc in candidates]
+        token, lease_until = new_token(), now_ms + self._lease_ms
+        won = await self.store.update(
+            REMINDERS, {"_id": {"$in": ids}, "lease_until_ms": {"$lte": now_ms}},
+            {"$set": {"owner": self.node, "lease_until_ms": lease_until, "claim": token},
+             "$inc": {"version": 1}})
         earliest = self._heap[0][0] if self._heap else None
-        for doc, matched in zip(candidates, unit.results, strict=True):
-            if not matched:
-                continue  # someone else's now
-            doc.update(owner=self.node, lease_until_ms=lease_until, version=doc["version"] + 1)
-            claim = _Claim(reminder=Reminder.from_document(doc), lease_until_ms=lease_until)
-            self._hold(claim)
+        if won == len(ids):  # the common case: all of them, as read plus the claim
+            for doc in candidates:
+                doc.update(owner=self.node, lease_until_ms=lease_until, claim=token,
+                           version=doc["version"] + 1)
+            mine = candidates
+        elif won:
+            mine = (await self.store.find(REMINDERS, {"_id": {"$in": ids},
+                                                      "claim": token})).items
+        else:
+            mine = []
+        for doc in mine:
+            self._hold(_Claim(reminder=Reminder.from_document(doc), lease_until_ms=lease_until))
             self.claimed += 1
         if self._heap and (earliest is None or self._heap[0][0] < earliest):
             self._schedule_alarm.poke()
@@ -430,7 +442,7 @@ class ReminderService:
         current = await self.store.get(REMINDERS, reminder.id)
         if (
             current is None
-            or current.get("version") != reminder.version
+            or current.get("claim") != reminder.claim
             or current.get("owner") != self.node
         ):
             self._drop(claim)  # cancelled, replaced or re-claimed meanwhile
@@ -484,12 +496,20 @@ class ReminderService:
 
     async def _commit(self, batch: Sequence[_Outcome]) -> None:
         rearm: list[tuple[int, _Claim]] = []
+        done: dict[str | None, list[str]] = {}  # delivered one-shots, by claim token
         async with self.store.unit() as unit:
             for outcome in batch:
+                reminder = outcome.claim.reminder
+                if outcome.kind == "delivered" and reminder.period_ms is None:
+                    self.fired += 1
+                    done.setdefault(reminder.claim, []).append(reminder.id)
+                    continue
                 position = len(unit.ops)  # the outcome's first (conditional) write
                 again = self._record(unit, outcome)
                 if again is not None:
                     rearm.append((position, again))
+            for token, ids in done.items():  # one conditional delete per claim pass
+                unit.delete(REMINDERS, {"_id": {"$in": ids}, "claim": token})
         for outcome in batch:
             self._drop(outcome.claim)
         for position, claim in rearm:
@@ -502,14 +522,16 @@ class ReminderService:
         self._released_due.clear()
 
     def _record(self, unit: Unit, outcome: _Outcome) -> _Claim | None:
-        """Record ``outcome``'s write(s) in ``unit`` (first the conditional one); returns the
-        new claim when a periodic reminder stays claimed for its next occurrence."""
+        """Record ``outcome``'s write(s) in ``unit`` (first the conditional one, on the claim
+        token); returns the new claim when a periodic reminder stays claimed for its next
+        occurrence. (Delivered one-shots are deleted together by ``_commit``.)"""
         reminder = outcome.claim.reminder
-        where = {"_id": reminder.id, "version": reminder.version}
+        where = {"_id": reminder.id, "claim": reminder.claim}
         now = outcome.at_ms
+        free = {"owner": None, "claim": None}
         if outcome.kind == "release":
             self.released += 1
-            unit.update(REMINDERS, where, {"$set": {"owner": None, "lease_until_ms": 0},
+            unit.update(REMINDERS, where, {"$set": {**free, "lease_until_ms": 0},
                                            "$inc": {"version": 1}})
             return None
         attempts = reminder.attempts + 1
@@ -520,7 +542,7 @@ class ReminderService:
                 delay = backoff_delay(attempts, options.retry_initial_seconds,
                                       options.retry_max_seconds)
                 unit.update(REMINDERS, where, {
-                    "$set": {"owner": None, "lease_until_ms": now + _ms(delay),
+                    "$set": {**free, "lease_until_ms": now + _ms(delay),
                              "attempts": attempts, "last_error": outcome.error},
                     "$inc": {"version": 1}})
                 return None
@@ -539,9 +561,6 @@ class ReminderService:
                 return None
         else:
             self.fired += 1
-            if reminder.period_ms is None:
-                unit.delete(REMINDERS, where)
-                return None
         assert reminder.period_ms is not None
         following = next_due_ms(reminder.due_ms, reminder.period_ms, now)
         changes: dict[str, Any] = {"due_ms": following, "attempts": 0, "last_fired_ms": now,
@@ -552,11 +571,10 @@ class ReminderService:
             and not self.stopping
             and (owned is None or reminder.bucket in owned)
         )
-        if keep:
-            lease_until = now + self._lease_ms
-            changes.update(owner=self.node, lease_until_ms=lease_until)
-        else:
-            changes.update(owner=None, lease_until_ms=0)
+        token = new_token() if keep else None
+        lease_until = now + self._lease_ms if keep else 0
+        changes.update(owner=self.node if keep else None, claim=token,
+                       lease_until_ms=lease_until)
         unit.update(REMINDERS, where, {"$set": changes, "$inc": {"version": 1}})
         if not keep:
             self._released_due.append(following)
@@ -564,7 +582,7 @@ class ReminderService:
         return _Claim(
             reminder=attrs.evolve(reminder, due_ms=following, version=reminder.version + 1,
                                   attempts=0, owner=self.node, lease_until_ms=lease_until,
-                                  last_error=outcome.error, last_fired_ms=now),
+                                  claim=token, last_error=outcome.error, last_fired_ms=now),
             lease_until_ms=lease_until,
         )
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+import trio
 
 from tektree._errors import TekTreeError
 from tektree._ids import ActorId
@@ -121,8 +122,8 @@ class Reminders:
             "actor": str(actor), "name": name, "message_tag": tag,
             "payload": encode_payload(spec.message), "due_ms": due_ms_of(spec.due),
             "period_ms": period_ms_of(spec.period_seconds), "bucket": bucket_of(rid),
-            "owner": None, "lease_until_ms": 0, "attempts": 0, "last_error": None,
-            "updated_at": _now_text(self.clock), "_rid": rid,
+            "owner": None, "claim": None, "lease_until_ms": 0, "attempts": 0,
+            "last_error": None, "updated_at": _now_text(self.clock), "_rid": rid,
         }  # fmt: skip
 
     async def register(
@@ -154,7 +155,6 @@ class Reminders:
             for doc in docs:
                 rid = doc.pop("_rid")
                 unit.update(REMINDERS, rid, {"$set": doc, "$inc": {"version": 1}}, upsert=True)
-        # The versions are not read back: the claim compares the stored one, never these.
         out = [
             Reminder.from_document({**doc, "_id": reminder_id(ActorId.parse(doc["actor"]),
                                                               doc["name"])})
@@ -164,6 +164,25 @@ class Reminders:
             for reminder in out:
                 self.on_registered(reminder)
         return out
+
+    async def insert_many(self, specs: Iterable[ReminderSpec]) -> int:
+        """Bulk-load reminders that do not exist yet (a migration, a backfill): one insert of
+        them all, refused whole (``DuplicateKeyError``) if any name exists; use
+        :meth:`register_many` to create or replace."""
+        docs = []
+        for spec in specs:
+            doc = self._document(spec)
+            doc["_id"] = doc.pop("_rid")
+            doc["version"] = 1
+            docs.append(doc)
+        if not docs:
+            await trio.lowlevel.checkpoint()
+            return 0
+        await self.store.insert_many(REMINDERS, docs)
+        if self.on_registered is not None:
+            for doc in docs:
+                self.on_registered(Reminder.from_document(doc))
+        return len(docs)
 
     async def ensure(
         self,
@@ -254,7 +273,8 @@ class Reminders:
             return False
         revived = {k: v for k, v in doc.items() if k not in _FAILURE_FIELDS}
         revived.update(_id=doc["reminder_id"], due_ms=round(self.clock.time() * 1000),
-                       owner=None, lease_until_ms=0, attempts=0, last_error=None, version=1)
+                       owner=None, claim=None, lease_until_ms=0, attempts=0, last_error=None,
+                       version=1)
         try:
             async with self.store.unit() as unit:
                 unit.delete(FAILED_REMINDERS, occurrence)

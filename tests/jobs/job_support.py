@@ -90,3 +90,11 @@ async def slow(ctx: JobContext) -> str:
 @JOBS.job("test.noop", concurrency=64, max_attempts=3, backoff_initial_seconds=0.2)
 async def noop(ctx: JobContext) -> str:
     return await apply_once(ctx)
+
+
+@JOBS.job("test.hang", timeout_seconds=0.2, max_attempts=2, backoff_initial_seconds=1.0,
+          jitter=0.0)
+async def hang(ctx: JobContext) -> None:
+    """Never ends on its own: cut by its timeout."""
+    await record(ctx)
+    await trio.sleep_forever()

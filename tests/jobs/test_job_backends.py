@@ -74,8 +74,8 @@ async def test_claim_takes_ready_jobs_of_one_type_in_run_at_order(backend: JobBa
 async def test_only_the_current_claim_moves_a_job(backend: JobBackend) -> None:
     await backend.enqueue(_job("j"))
     [run] = await backend.claim("t.a", 1, owner="n1", now_ms=NOW, lease_ms=LEASE)
-    assert await backend.complete(run, {"ok": 1}, now_ms=NOW + 1, keep_ms=60_000)
-    assert not await backend.complete(run, {"ok": 2}, now_ms=NOW + 2, keep_ms=60_000)
+    assert await backend.complete_many([(run, {"ok": 1})], now_ms=NOW + 1, keep_ms=60_000) == 1
+    assert await backend.complete_many([(run, {"ok": 2})], now_ms=NOW + 2, keep_ms=60_000) == 0
     assert not await backend.retry(run, run_at_ms=NOW, error="late")
     done = await backend.get("j")
     assert done is not None and (done.status, done.result) == (DONE, {"ok": 1})
@@ -121,4 +121,4 @@ async def test_expired_leases_are_reaped_and_renewals_keep_them(backend: JobBack
     assert (again.id, again.attempts) == ("lost", 2)  # the vanished run counts
     stale = next(r for r in runs if r.id == "lost")
     assert await backend.renew([stale], lease_until_ms=NOW + 5 * LEASE) == ["lost"]
-    assert not await backend.complete(stale, None, now_ms=NOW, keep_ms=1000)
+    assert await backend.complete_many([(stale, None)], now_ms=NOW, keep_ms=1000) == 0

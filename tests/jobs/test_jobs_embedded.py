@@ -233,3 +233,19 @@ def test_registry_refuses_a_type_twice() -> None:
     registry.merge(JOBS)
     with pytest.raises(JobError, match="registered by two registries"):
         registry.merge(JOBS)
+
+
+async def test_a_run_past_its_timeout_is_cut_and_counts_as_a_failure(tmp_path: Path) -> None:
+    clock = ManualWallClock()
+    async with jobs_node(tmp_path, clock) as node:
+        queue = _queue(node)
+        await queue.enqueue("test.hang", job_id="hang")
+        await settle(node)  # cut after 0.2 s (trio time): retried after 1 s
+        job = await queue.get("hang")
+        assert job is not None and job.status == QUEUED
+        assert job.last_error == "timed out after 0.2 s"
+        clock.advance(1)
+        await settle(node)
+        [dead] = await queue.dead_letters()
+        assert (dead.id, dead.attempts) == ("hang", 2)
+        assert await _runs(node, "hang") == [1, 2]

@@ -19,7 +19,7 @@ from reminder_support import DELIVERIES, EFFECTS, KIND, Arm, Disarm, Ping, Pinge
 
 from kit import Tick
 from tektree import ActorFailed, ActorId, Node, UnhandledMessage
-from tektree.persistence import DocumentStore
+from tektree.persistence import DocumentStore, DuplicateKeyError
 from tektree.reminders import (
     FAILED_REMINDERS,
     REMINDERS,
@@ -243,3 +243,17 @@ async def test_without_the_service_ctx_reminders_says_what_to_add(tmp_path: Path
             await node.system.ref(KIND, "n").ask(Arm(name="x", due_in_seconds=1))
         assert caught.value.error_type == RemindersNotRunning.__name__
         assert 'service = "reminders"' in str(caught.value)
+
+
+async def test_bulk_load_inserts_new_reminders_and_refuses_existing_ones(tmp_path: Path) -> None:
+    clock = ManualWallClock()
+    async with reminder_node(tmp_path, clock) as node:
+        table: Reminders = node.system.extensions["reminders"]  # type: ignore[assignment]
+        specs = [ReminderSpec(actor=ActorId(KIND, "bulk"), name=f"r{i}", message=Ping(),
+                              due=clock.time() + 1) for i in range(50)]
+        assert await table.insert_many(specs) == 50
+        with pytest.raises(DuplicateKeyError):
+            await table.insert_many(specs[:1])
+        clock.advance(1)
+        await settle(node)
+        assert len(await _deliveries(node)) == 50
