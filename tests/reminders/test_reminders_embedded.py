@@ -13,13 +13,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
+import mongomock
 import pytest
 import trio
 from reminder_support import DELIVERIES, EFFECTS, KIND, Arm, Disarm, Ping, Pinged
 
 from kit import Tick
 from tektree import ActorFailed, ActorId, Node, UnhandledMessage
-from tektree.persistence import DocumentStore, DuplicateKeyError
+from tektree.config import StoreConfig
+from tektree.persistence import DocumentStore, DuplicateKeyError, store_service
 from tektree.reminders import (
     FAILED_REMINDERS,
     REMINDERS,
@@ -37,23 +40,38 @@ OPTIONS = {"poll_interval_seconds": 1.0, "lookahead_seconds": 2.0, "lease_second
            "retry_max_seconds": 8.0, "max_attempts": 3}
 
 
-def _config(data_dir: Path, options: dict[str, Any] | None = None) -> Any:
-    return test_config(
+def _config(data_dir: Path, options: dict[str, Any] | None = None, *,
+            mongo: bool = False) -> Any:
+    config = test_config(
         {KIND: Pinged},
         services=[{"type": "service", "name": "store", "service": "store"},
                   {"type": "service", "name": "reminders", "service": "reminders",
                    "options": {**OPTIONS, **(options or {})}}],
         node={"data_dir": str(data_dir)},
     )
+    if mongo:
+        config = attrs.evolve(config, store=StoreConfig(backend="mongodb",
+                                                        mongo_url="mongodb://mongomock"))
+    return config
+
+
+@pytest.fixture(params=["sqlite", "mongomock"])
+def mongo(request: pytest.FixtureRequest) -> Any:
+    """None (the SQLite store), or a mongomock client standing in for MongoDB (kept across
+    the restarts of a test, like a server)."""
+    return mongomock.MongoClient() if request.param == "mongomock" else None
 
 
 @asynccontextmanager
 async def reminder_node(
-    data_dir: Path, clock: ManualWallClock, options: dict[str, Any] | None = None
+    data_dir: Path, clock: ManualWallClock, options: dict[str, Any] | None = None,
+    mongo: Any = None,
 ) -> AsyncIterator[Node]:
-    services = {"reminders": functools.partial(reminders_service, clock=clock)}
-    async with open_test_node(_config(data_dir, options), actors={KIND: Pinged},
-                              services=services) as node:
+    services: dict[str, Any] = {"reminders": functools.partial(reminders_service, clock=clock)}
+    if mongo is not None:
+        services["store"] = functools.partial(store_service, mongo_client=mongo)
+    async with open_test_node(_config(data_dir, options, mongo=mongo is not None),
+                              actors={KIND: Pinged}, services=services) as node:
         yield node
 
 
@@ -83,9 +101,9 @@ async def _count(node: Node, collection: str) -> int:
     return await _store(node).count(collection)
 
 
-async def test_a_reminder_fires_at_its_time_not_before(tmp_path: Path) -> None:
+async def test_a_reminder_fires_at_its_time_not_before(tmp_path: Path, mongo: Any) -> None:
     clock = ManualWallClock()
-    async with reminder_node(tmp_path, clock) as node:
+    async with reminder_node(tmp_path, clock, mongo=mongo) as node:
         ref = node.system.ref(KIND, "a")
         occurrence = await ref.ask(Arm(name="once", due_in_seconds=60, label="hello"))
         assert occurrence == f"rem:{KIND}/a|once@{round((clock.time() + 60) * 1000)}"
@@ -103,9 +121,11 @@ async def test_a_reminder_fires_at_its_time_not_before(tmp_path: Path) -> None:
         assert await table.get(ActorId(KIND, "a"), "once") is None  # one-shot: gone
 
 
-async def test_a_periodic_reminder_keeps_firing_and_survives_a_restart(tmp_path: Path) -> None:
+async def test_a_periodic_reminder_keeps_firing_and_survives_a_restart(
+    tmp_path: Path, mongo: Any
+) -> None:
     clock = ManualWallClock()
-    async with reminder_node(tmp_path, clock) as node:
+    async with reminder_node(tmp_path, clock, mongo=mongo) as node:
         ref = node.system.ref(KIND, "p")
         await ref.ask(Arm(name="tick", due_in_seconds=10, period_seconds=10))
         for n in range(1, 4):
@@ -114,7 +134,7 @@ async def test_a_periodic_reminder_keeps_firing_and_survives_a_restart(tmp_path:
             assert len(await _deliveries(node)) == n
 
     # A new node on the same data directory: the schedule is in the store, not in memory.
-    async with reminder_node(tmp_path, clock) as node:
+    async with reminder_node(tmp_path, clock, mongo=mongo) as node:
         for n in range(4, 6):
             clock.advance(10)
             await settle(node)
@@ -140,9 +160,10 @@ async def test_missed_occurrences_collapse_into_one(tmp_path: Path) -> None:
     assert dues[1] - dues[0] == 90_000
 
 
-async def test_no_reminder_fires_twice_among_many(tmp_path: Path) -> None:
+async def test_no_reminder_fires_twice_among_many(tmp_path: Path, mongo: Any) -> None:
     clock = ManualWallClock()
-    async with reminder_node(tmp_path, clock, {"claim_batch": 50, "max_claimed": 120}) as node:
+    async with reminder_node(tmp_path, clock, {"claim_batch": 50, "max_claimed": 120},
+                             mongo=mongo) as node:
         table: Reminders = node.system.extensions["reminders"]  # type: ignore[assignment]
         specs = [ReminderSpec(actor=ActorId(KIND, f"u{i % 37}"), name=f"r{i}",
                               message=Ping(label=str(i)), due=clock.time() + 1 + (i % 5))
@@ -157,9 +178,11 @@ async def test_no_reminder_fires_twice_among_many(tmp_path: Path) -> None:
     assert [occ for occ, n in counts.items() if n > 1] == []
 
 
-async def test_a_failing_delivery_is_retried_with_backoff_then_succeeds(tmp_path: Path) -> None:
+async def test_a_failing_delivery_is_retried_with_backoff_then_succeeds(
+    tmp_path: Path, mongo: Any
+) -> None:
     clock = ManualWallClock()
-    async with reminder_node(tmp_path, clock) as node:
+    async with reminder_node(tmp_path, clock, mongo=mongo) as node:
         await node.system.ref(KIND, "f").ask(Arm(name="flaky", due_in_seconds=5, fail_times=2))
         seen = []
         for wait in (5, 1, 1, 1):  # due; retry after 1 s; (not yet); retry after 2 s
