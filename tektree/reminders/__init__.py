@@ -25,13 +25,8 @@ from tektree.reminders._model import (
     parse_occurrence,
     reminder_id,
 )
-from tektree.reminders._service import (
-    ReminderOptions,
-    ReminderService,
-    ReminderStatistics,
-    owned_buckets,
-    reminders_service,
-)
+from tektree.reminders._node_service import owned_buckets, reminders_service
+from tektree.reminders._service import ReminderOptions, ReminderService, ReminderStatistics
 from tektree.reminders._table import (
     REMINDERS_EXTENSION,
     ActorReminders,
