@@ -30,7 +30,7 @@ fire-and-forget; the outbox holds the durable copy of every event.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final
 
 import attrs
@@ -40,6 +40,7 @@ from actors.credits import Credit, InvalidEvent, credits, event_time
 from actors.leaderboard import LEADERBOARD_KIND, OptOut, SetScore
 from actors.rules import (
     ACHIEVEMENTS,
+    AchievementDef,
     Clock,
     FeaturedAchievementError,
     QuestDef,
@@ -78,6 +79,7 @@ __all__ = [
     "GetProfile",
     "GetQuests",
     "GetXpTransactions",
+    "GrantAchievement",
     "InvalidEvent",
     "SetFeatured",
     "SetLeaderboardOptOut",
@@ -132,6 +134,17 @@ class GetQuests:
     pass
 
 
+@message("user.grant_achievement")
+class GrantAchievement:
+    """Unlock ``achievement_id`` for an outside cause (e.g. ``weekly_top10:2025-W50``), paying
+    its XP reward; idempotent on ``cause_id`` (and a no-op when already unlocked). ``at`` is
+    when the cause happened (default: the clock's now)."""
+
+    achievement_id: str
+    cause_id: str
+    at: dt.datetime | None = None
+
+
 @message("user.set_featured")
 class SetFeatured:
     ids: tuple[str, ...]
@@ -184,7 +197,7 @@ class _Gain:
 
 def _gain(
     state: Mapping[str, Any], credit: Credit, at: dt.datetime, table: XpTable,
-    source: Mapping[str, Any], producer: str,
+    source: Mapping[str, Any], producer: str, granted: Sequence[AchievementDef] = (),
 ) -> _Gain:
     user = credit.user_id
     ledger = _ledger(state)
@@ -243,6 +256,19 @@ def _gain(
     unlocked_before = set(state["achievements"])
     unlocked = set(unlocked_before)
     newly: list[str] = []
+
+    def unlock(achievement: AchievementDef) -> None:
+        unlocked.add(achievement.id)
+        newly.append(achievement.id)
+        reward = pay(XpReason.ACHIEVEMENT_UNLOCKED, f"achievement:{achievement.id}",
+                     achievement.xp_reward)
+        emit(events.AchievementUnlocked(user_id=user, achievement_id=achievement.id,
+                                        name=achievement.name, xp_reward=reward),
+             f"evt_achievement:{user}:{achievement.id}")
+
+    for achievement in granted:  # unlocked by an outside cause (a finished week's top 10)
+        if achievement.id not in unlocked:
+            unlock(achievement)
     for _ in range(len(ACHIEVEMENTS)):  # an achievement's XP may raise the level: another round
         stats = {**counters, "streak_days": streak.current,
                  "level": level_for(ledger.total_xp).current_level}
@@ -250,13 +276,7 @@ def _gain(
         if not found:
             break
         for achievement in found:
-            unlocked.add(achievement.id)
-            newly.append(achievement.id)
-            reward = pay(XpReason.ACHIEVEMENT_UNLOCKED, f"achievement:{achievement.id}",
-                         achievement.xp_reward)
-            emit(events.AchievementUnlocked(user_id=user, achievement_id=achievement.id,
-                                            name=achievement.name, xp_reward=reward),
-                 f"evt_achievement:{user}:{achievement.id}")
+            unlock(achievement)
 
     for level in levels_gained(state["total_xp"], ledger.total_xp):
         emit(events.LevelUp(user_id=user, old_level=level - 1, new_level=level,
@@ -441,6 +461,32 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
         await self._announce(gain, credit.key, at)
         return {"status": "applied", "xp": gain.xp, "total_xp": self.state["total_xp"],
                 "level": self.state["current_level"], "events": len(gain.outbox)}
+
+    @handler
+    async def grant_achievement(self, msg: GrantAchievement) -> dict[str, Any]:
+        achievement = next((a for a in ACHIEVEMENTS if a.id == msg.achievement_id), None)
+        if achievement is None:
+            return {"status": "invalid",
+                    "error": f"achievement_id {msg.achievement_id!r:.60} is not in the catalog"}
+        if not isinstance(msg.cause_id, str) or not msg.cause_id:
+            return {"status": "invalid",
+                    "error": f"cause_id must be a non-empty string, got {msg.cause_id!r:.60}"}
+        key = f"grant:{achievement.id}:{msg.cause_id}"
+        if key in self.state["recent_event_ids"]:
+            return {"status": "duplicate", "total_xp": self.state["total_xp"]}
+        if achievement.id in self.state["achievements"]:
+            return {"status": "already_unlocked", "total_xp": self.state["total_xp"]}
+        at = msg.at if msg.at is not None else self.clock.now()
+        credit = Credit(user_id=self.ctx.id.key, reason=None, key=key,
+                        entity_type="achievement", entity_id=achievement.id)
+        source = {"event_id": key, "event_type": "gamification.achievement.granted"}
+        gain = _gain(self.state, credit, at, self.table, source, self.ctx.system.node_name,
+                     granted=(achievement,))
+        if not await self.persist([gain.record], event_id=key, outbox=gain.outbox):
+            return {"status": "duplicate", "total_xp": self.state["total_xp"]}
+        await self._announce(gain, key, at)
+        return {"status": "applied", "xp": gain.xp, "total_xp": self.state["total_xp"],
+                "achievements": list(self.state["achievements"])}
 
     async def _announce(self, gain: _Gain, key: str, at: dt.datetime) -> None:
         user, state = self.ctx.id.key, self.state

@@ -45,6 +45,7 @@ from tektree._supervisor import Child, Supervisor, TaskChild
 from tektree._system import ActorSystem
 from tektree._telemetry import capture_logs, configure_logging, correlation_id
 from tektree._timers import TimerHandle, TimerQueue
+from tektree._wallclock import SystemWallClock, WallClock
 from tektree.config import Config, load_config, parse_config
 
 __version__ = "0.1.0"
@@ -75,12 +76,14 @@ __all__ = [
     "Service",
     "Supervisor",
     "SupervisorFailed",
+    "SystemWallClock",
     "TaskChild",
     "TekTreeError",
     "TimerHandle",
     "TimerQueue",
     "UnhandledMessage",
     "UnknownActorKind",
+    "WallClock",
     "capture_logs",
     "configure_logging",
     "correlation_id",

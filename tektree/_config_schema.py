@@ -24,6 +24,7 @@ StoreBackend: TypeAlias = Literal["sqlite", "mongodb"]
 Strategy: TypeAlias = Literal["one_for_one", "one_for_all", "rest_for_one"]
 RestartType: TypeAlias = Literal["permanent", "transient", "temporary"]
 Overflow: TypeAlias = Literal["backpressure", "reject", "drop_oldest"]
+SmtpSecurity: TypeAlias = Literal["starttls", "ssl", "none"]
 
 RULES_KEY = "tektree.config"
 
@@ -174,6 +175,39 @@ class StoreConfig:
         return data_dir / Path(self.sqlite_file).expanduser()
 
 
+@attrs.frozen(kw_only=True)
+class MailConfig:
+    """``[mail]``: how outgoing email leaves (SMTP when ``smtp_host`` is set, else ``.eml``
+    files under ``outbox_dir``)."""
+
+    from_address: str = attrs.field(
+        default="TekTree <no-reply@tektree.localhost>",
+        metadata=rules("sender of outgoing email (From:)"),
+    )
+    smtp_host: str = attrs.field(
+        default="", metadata=rules("SMTP server; empty = write .eml files to outbox_dir")
+    )
+    smtp_port: int = attrs.field(
+        default=587, metadata=rules("SMTP server port", ge=1, le=65535)
+    )
+    smtp_username: str = attrs.field(
+        default="", metadata=rules("SMTP login; empty = no authentication")
+    )
+    smtp_password: str = attrs.field(default="", metadata=rules("SMTP password"))
+    smtp_security: SmtpSecurity = attrs.field(
+        default="starttls", metadata=rules("starttls, ssl (implicit TLS) or none")
+    )
+    timeout_seconds: float = attrs.field(
+        default=10.0, metadata=rules("seconds before an SMTP exchange is abandoned", gt=0)
+    )
+    outbox_dir: str = attrs.field(
+        default="mail", metadata=rules(".eml directory, relative to node.data_dir unless absolute")
+    )
+
+    def outbox_path(self, data_dir: Path) -> Path:
+        return data_dir / Path(self.outbox_dir).expanduser()
+
+
 def _freeze(value: Any) -> Any:
     """A deep immutable copy of a TOML value: tables become mapping proxies, arrays tuples."""
     if isinstance(value, Mapping):
@@ -318,6 +352,7 @@ class Config:
     logging: LoggingConfig = attrs.field(factory=LoggingConfig, metadata=rules("logging"))
     redis: RedisConfig = attrs.field(factory=RedisConfig, metadata=rules("cluster mode"))
     store: StoreConfig = attrs.field(factory=StoreConfig, metadata=rules("document store"))
+    mail: MailConfig = attrs.field(factory=MailConfig, metadata=rules("outgoing email"))
     supervisor: SupervisorSpec = attrs.field(
         factory=default_supervisor, metadata=rules("the root supervisor")
     )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tektree._refs import ActorRef
     from tektree._system import ActorSystem
     from tektree._timers import TimerHandle
+    from tektree.reminders import ActorReminders
 
 # Cell states.
 NEW = 0  # no actor instance; the next turn activates it
@@ -127,6 +128,16 @@ class ActorContext:
     def passivate(self) -> None:
         """Deactivate after the current turn (``on_passivate`` runs, state is saved)."""
         self.passivate_requested = PASSIVATE_EXPLICIT
+
+    # -- durable reminders -------------------------------------------------------------------
+    @property
+    def reminders(self) -> ActorReminders:
+        """This actor's durable reminders (``register``, ``cancel``, ``get``, ``all``): kept in
+        the store, they survive passivation, restarts and node deaths, and activate the actor
+        when due (needs the ``reminders`` service; see :mod:`tektree.reminders`)."""
+        from tektree.reminders._table import ActorReminders  # not loaded unless used
+
+        return ActorReminders(self.pool.system, self.id)
 
     # -- timers ------------------------------------------------------------------------------
     def start_timer(self, name: str, delay_seconds: float, message: Any) -> None:

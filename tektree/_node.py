@@ -53,11 +53,29 @@ async def _cluster_service(
     await cluster_service(node, spec, task_status=task_status)
 
 
+async def _reminders_service(
+    node: Node, spec: ServiceSpec, *, task_status: trio.TaskStatus[Any]
+) -> None:
+    from tektree.reminders import reminders_service
+
+    await reminders_service(node, spec, task_status=task_status)
+
+
+async def _jobs_service(
+    node: Node, spec: ServiceSpec, *, task_status: trio.TaskStatus[Any]
+) -> None:
+    from tektree.jobs import jobs_service
+
+    await jobs_service(node, spec, task_status=task_status)
+
+
 #: Services every node knows by name; anything else in ``service = "..."`` is an import path.
 BUILTIN_SERVICES: dict[str, Service] = {
     "timers": _timers_service,
     "store": _store_service,
     "cluster": _cluster_service,
+    "reminders": _reminders_service,
+    "jobs": _jobs_service,
 }
 
 

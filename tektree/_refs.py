@@ -102,8 +102,15 @@ class ActorRef:
         if not pool.deliver_nowait(system.make_envelope(self.id, message, None)):
             raise MailboxFull(self.id, pool.capacity)
 
-    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
-        """Send and wait for the reply (``timeout`` defaults to ``node.ask_timeout_seconds``)."""
+    async def ask(
+        self, message: Any, *, timeout: float | None = None, message_id: str | None = None
+    ) -> Any:
+        """Send and wait for the reply (``timeout`` defaults to ``node.ask_timeout_seconds``).
+
+        ``message_id`` sets the envelope's id (the handler reads it as ``ctx.envelope``'s):
+        a sender that may deliver the same thing twice (a durable reminder, a retried job)
+        passes the same id each time, and an idempotent handler keys its effects on it.
+        """
         system = self._system
         target = self.id
         pool, message = system.admit(target, message)
@@ -115,7 +122,7 @@ class ActorRef:
         if router is not None:
             home = router.remote_home(target)
             if home is not None:
-                return await self._ask_remote(router, home, message, timeout)
+                return await self._ask_remote(router, home, message, timeout, message_id)
         cell = pool.cells.get(target.key)
         if cell is not None:
             if cell is current_cell.get():
@@ -136,7 +143,7 @@ class ActorRef:
                 # The fast path: the target is local, idle and its handler never suspends, so
                 # run it here with its turn held (failures still go to its supervisor).
                 result = await pool.run_inline(
-                    cell, handler, system.make_envelope(target, message, None)
+                    cell, handler, system.make_envelope(target, message, None, message_id)
                 )
                 system.budget -= 1
                 if system.budget <= 0:
@@ -146,7 +153,7 @@ class ActorRef:
                     await checkpoint_if_cancelled()
                 return result
         slot = ReplySlot()
-        env = system.make_envelope(target, message, slot)
+        env = system.make_envelope(target, message, slot, message_id)
         env.deadline = time.time() + timeout
         expiry = system.timers.call_later(timeout, _expire, slot, target, message, timeout)
         try:
@@ -160,11 +167,13 @@ class ActorRef:
         finally:
             expiry.cancel()
 
-    async def _ask_remote(self, router: Router, home: str, message: Any, timeout: float) -> Any:
+    async def _ask_remote(
+        self, router: Router, home: str, message: Any, timeout: float, message_id: str | None
+    ) -> Any:
         system = self._system
         target = self.id
         slot = ReplySlot()
-        env = system.make_envelope(target, message, slot)
+        env = system.make_envelope(target, message, slot, message_id)
         env.reply_to = system.node_name
         env.deadline = time.time() + timeout
         message_id = env.message_id

@@ -88,12 +88,19 @@ class ActorSystem:
         return ActorRef(self, ActorId(kind, key))
 
     # -- envelopes ---------------------------------------------------------------------------
-    def make_envelope(self, target: ActorId, message: Any, reply: ReplySlot | None) -> Envelope:
+    def make_envelope(
+        self, target: ActorId, message: Any, reply: ReplySlot | None,
+        message_id: str | None = None,
+    ) -> Envelope:
+        """A new envelope; ``message_id`` overrides the generated id (a durable reminder gives
+        each occurrence its own stable id, so a redelivery carries the same one)."""
+        if message_id is None:
+            message_id = f"{self._id_prefix}{next(self._seq)}"
         cell = current_cell.get()
         if cell is not None:
             current = cell.current
             return Envelope(
-                f"{self._id_prefix}{next(self._seq)}",
+                message_id,
                 target,
                 message,
                 cell.id,
@@ -104,10 +111,7 @@ class ActorSystem:
                 reply,
             )
         corr = correlation_id.get()
-        return Envelope(
-            f"{self._id_prefix}{next(self._seq)}", target, message, None, None, corr, corr, None,
-            reply,
-        )
+        return Envelope(message_id, target, message, None, None, corr, corr, None, reply)
 
     def admit(self, target: ActorId, message: Any) -> tuple[ActorPool, Any]:
         """Check a send from outside the hot path: node accepting, kind known, handled."""

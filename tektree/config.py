@@ -31,6 +31,7 @@ from tektree._config_schema import (
     LogFormat,
     LoggingConfig,
     LogLevel,
+    MailConfig,
     NodeConfig,
     Overflow,
     RedisConfig,
@@ -54,6 +55,7 @@ __all__ = [
     "LogFormat",
     "LogLevel",
     "LoggingConfig",
+    "MailConfig",
     "NodeConfig",
     "Overflow",
     "RedisConfig",
@@ -83,6 +85,11 @@ ENV_OVERRIDES: Mapping[str, str] = types.MappingProxyType(
         "TEKTREE_STORE_BACKEND": "store.backend",
         "TEKTREE_MONGO_URL": "store.mongo_url",
         "TEKTREE_MONGO_DATABASE": "store.mongo_database",
+        "TEKTREE_MAIL_FROM": "mail.from_address",
+        "TEKTREE_SMTP_HOST": "mail.smtp_host",
+        "TEKTREE_SMTP_PORT": "mail.smtp_port",
+        "TEKTREE_SMTP_USERNAME": "mail.smtp_username",
+        "TEKTREE_SMTP_PASSWORD": "mail.smtp_password",
     }
 )
 """Environment variable -> dotted setting it overrides (after the file, before ``overrides``)."""

@@ -117,7 +117,8 @@ def test_repo_supervisor_toml_loads() -> None:
     assert config.redis.embedded
     assert config.store.backend == "sqlite"
     names = [child.name for child in config.supervisor.children]
-    assert names == ["store", "timers", "cluster", "gateway"]
+    assert names == ["store", "timers", "cluster", "gateway", "user", "leaderboard",
+                     "schedule", "reminders", "jobs"]
     store = config.supervisor.children[0]
     assert isinstance(store, ServiceSpec) and store.service == "store"
     gateway = config.supervisor.children[3]
@@ -147,10 +148,15 @@ def test_repo_supervisor_toml_commented_examples_are_valid(tmp_path: Path) -> No
         ServiceSpec,
         ServiceSpec,
         ActorPoolSpec,
+        ActorPoolSpec,
+        ActorPoolSpec,
+        ServiceSpec,
+        ServiceSpec,
+        ActorPoolSpec,
         SupervisorSpec,
     ]
-    user, knowledge = children[4], children[5]
-    assert isinstance(user, ActorPoolSpec) and user.actor == "actors.profile:UserProfileActor"
+    room, knowledge = children[-2], children[-1]
+    assert isinstance(room, ActorPoolSpec) and room.actor == "actors.rooms:RoomActor"
     assert isinstance(knowledge, SupervisorSpec)
     assert [child.name for child in knowledge.children] == ["question"]
 
@@ -434,6 +440,11 @@ def test_env_overrides_the_file() -> None:
         "TEKTREE_STORE_BACKEND": "mongodb",
         "TEKTREE_MONGO_URL": "mongodb://m:27017",
         "TEKTREE_MONGO_DATABASE": "tt",
+        "TEKTREE_MAIL_FROM": "Ops <ops@t.io>",
+        "TEKTREE_SMTP_HOST": "smtp.t.io",
+        "TEKTREE_SMTP_PORT": "2525",
+        "TEKTREE_SMTP_USERNAME": "ops",
+        "TEKTREE_SMTP_PASSWORD": "pw",
         "UNRELATED": "ignored",
     }
 
@@ -452,6 +463,10 @@ def test_env_overrides_the_file() -> None:
         "mongodb://m:27017",
         "tt",
     )
+    mail = config.mail
+    assert (mail.from_address, mail.smtp_host, mail.smtp_port) == ("Ops <ops@t.io>", "smtp.t.io",
+                                                                   2525)
+    assert (mail.smtp_username, mail.smtp_password) == ("ops", "pw")
     assert set(env) - {"UNRELATED"} == set(ENV_OVERRIDES)
 
 

@@ -15,6 +15,7 @@ ROOT = Path(__file__).parents[1]
 
 
 @pytest.mark.parametrize("module", ["tektree", "tektree.persistence", "tektree.testing",
+                                    "tektree.reminders", "tektree.jobs",
                                     "gateway", "actors"])
 def test_all_names_exist_and_are_unique(module: str) -> None:
     mod = importlib.import_module(module)

@@ -28,9 +28,10 @@ import trio
 from tektree._actor import Actor
 from tektree._node import Node, Service
 from tektree._telemetry import capture_logs
+from tektree._wallclock import ManualWallClock
 from tektree.config import Config, parse_config
 
-__all__ = ["capture_logs", "open_test_node", "test_config"]
+__all__ = ["ManualWallClock", "capture_logs", "open_test_node", "test_config"]
 
 
 def test_config(
