@@ -30,6 +30,7 @@ from tektree.persistence._query import (
     get_path,
     upsert_seed,
 )
+from tektree.persistence._sqlite_text import TextIndexOp, ensure_text_index
 from tektree.persistence._unit import DeleteOp, InsertOp, Op, OpResult, UpdateOp
 
 META_TABLE: Final = "_tektree_indexes"
@@ -176,7 +177,9 @@ class Registry:
         return DuplicateKeyError(coll, spec.name, key)
 
 
-def run_op(conn: sqlite3.Connection, registry: Registry, op: Op | IndexOp) -> OpResult:
+def run_op(
+    conn: sqlite3.Connection, registry: Registry, op: Op | IndexOp | TextIndexOp
+) -> OpResult:
     """Run one operation on ``conn`` inside the caller's transaction."""
     if isinstance(op, InsertOp):
         sql = f"INSERT INTO {table(op.collection)} (id, doc) VALUES (?, ?)"
@@ -191,6 +194,8 @@ def run_op(conn: sqlite3.Connection, registry: Registry, op: Op | IndexOp) -> Op
     if isinstance(op, DeleteOp):
         clause, params = where(op.conditions)
         return conn.execute(f"DELETE FROM {table(op.collection)} WHERE {clause}", params).rowcount
+    if isinstance(op, TextIndexOp):
+        return ensure_text_index(conn, op)
     return _ensure_index(conn, registry, op)
 
 
@@ -249,7 +254,7 @@ def _ensure_index(conn: sqlite3.Connection, registry: Registry, op: IndexOp) -> 
 class WriteRequest:
     """One writer's operations waiting for the group commit, and their outcome."""
 
-    ops: Sequence[Op | IndexOp]
+    ops: Sequence[Op | IndexOp | TextIndexOp]
     taken: bool = False
     results: list[OpResult] = attrs.Factory(list)
     error: BaseException | None = None
