@@ -69,6 +69,8 @@ from tektree.persistence._text import (
     SearchPage,
     TextIndexSpec,
     TextQuery,
+    decode_search_cursor,
+    encode_search_cursor,
     parse_text_query,
 )
 from tektree.persistence._unit import CommitNotifier, Unit
@@ -126,6 +128,8 @@ __all__ = [
     "Unit",
     "UnsupportedOperator",
     "Update",
+    "decode_search_cursor",
+    "encode_search_cursor",
     "ensure_kernel_indexes",
     "event_ids",
     "format_timestamp",

@@ -260,8 +260,9 @@ def encode_search_cursor(offset: int, fingerprint: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_search_cursor(cursor: str | None, fingerprint: str) -> int:
-    """The offset a cursor stands for (0 for ``None``)."""
+def decode_search_cursor(cursor: str | None, fingerprint: str, *,
+                         depth: int = MAX_SEARCH_DEPTH) -> int:
+    """The offset a cursor stands for (0 for ``None``), below ``depth``."""
     if cursor is None:
         return 0
     try:
@@ -272,8 +273,7 @@ def decode_search_cursor(cursor: str | None, fingerprint: str) -> int:
     if key != fingerprint:
         raise InvalidCursor(cursor, "it was made for another search (query, filter or "
                                     "collection)")
-    if isinstance(offset, bool) or not isinstance(offset, int) or not (
-            0 <= offset < MAX_SEARCH_DEPTH):
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < depth:
         raise InvalidCursor(cursor, f"offset {offset!r} is out of range")
     return offset
 
