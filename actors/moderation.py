@@ -162,6 +162,12 @@ def _inserter(row: dict[str, Any]) -> Callable[[Unit], None]:
     return insert
 
 
+def _reported_twice(reporter_id: str, target_type: str, target_id: str) -> KnowledgeError:
+    return KnowledgeError("reporter_id", "unique",
+                          f"{reporter_id!r} already reported {target_type} {target_id!r}; a "
+                          "moderator will look at it")
+
+
 def case_id_of(target_type: str, target_id: str) -> str:
     return f"case_{target_type}_{target_id}"
 
@@ -302,6 +308,12 @@ class Moderation(ContentService):
         stamp = now_stamp()
         case_id = case_id_of(kind.name, target_id)
         report_doc: dict[str, Any] = {}
+        case = await self.store.get(CASES, case_id)
+        if case is not None and case["status"] == "open" and await self.store.get(
+                REPORTS, f"rpt_{target_id}_{reporter_id}_{case['round']}") is not None:
+            # Read first, so that a store without atomic units refuses before writing (the
+            # unique report id still decides between two concurrent reports).
+            raise _reported_twice(reporter_id, kind.name, target_id)
 
         def decide(case: dict[str, Any]) -> Revision:
             reopen = case.get("status") != "open"
@@ -338,9 +350,7 @@ class Moderation(ContentService):
         except DuplicateKeyError as exc:
             if exc.collection != REPORTS:
                 raise
-            raise KnowledgeError("reporter_id", "unique",
-                                 f"{reporter_id!r} already reported {kind.name} {target_id!r}; "
-                                 "a moderator will look at it") from None
+            raise _reported_twice(reporter_id, kind.name, target_id) from None
         return Report.from_document(report_doc)
 
     async def queue(
