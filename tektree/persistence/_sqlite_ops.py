@@ -30,7 +30,7 @@ from tektree.persistence._query import (
     get_path,
     upsert_seed,
 )
-from tektree.persistence._sqlite_text import TextIndexOp, ensure_text_index
+from tektree.persistence._sqlite_text import TextIndexes, TextIndexOp, ensure_text_index
 from tektree.persistence._unit import DeleteOp, InsertOp, Op, OpResult, UpdateOp
 
 META_TABLE: Final = "_tektree_indexes"
@@ -151,6 +151,7 @@ class Registry:
 
     def __init__(self) -> None:
         self.by_sql_name: dict[str, tuple[str, IndexSpec]] = {}
+        self.text = TextIndexes()
 
     def load(self, conn: sqlite3.Connection) -> None:
         conn.execute(
@@ -281,6 +282,7 @@ def commit_batch(
                 conn.execute("ROLLBACK TO w")
                 req.error, req.results = exc, []
             conn.execute("RELEASE w")
+        registry.text.apply_all(conn)  # after the last savepoint: one FTS flush per commit
         conn.execute("COMMIT")
     except BaseException as exc:
         if conn.in_transaction:

@@ -232,6 +232,15 @@ async def test_declared_later_the_index_holds_the_documents_already_there(
         assert (await store.search("posts", "kafka")).hits[0].document["_id"] == "p4"
 
 
+async def test_an_index_declared_by_another_store_is_kept_by_this_one(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    async with SqliteStore.open(path) as first, SqliteStore.open(path) as second:
+        await first.insert("posts", POSTS[0])  # the writer knows the schema as it was
+        await second.ensure_text_index("posts", SPEC)
+        await first.insert("posts", POSTS[3])
+        assert sorted(await _ids(second, "event")) == ["p1", "p4"]
+
+
 async def test_a_unit_that_rolls_back_leaves_the_index_untouched(tmp_path: Path) -> None:
     async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
         await _posts(store)
@@ -244,7 +253,8 @@ async def test_a_unit_that_rolls_back_leaves_the_index_untouched(tmp_path: Path)
 
 
 async def test_another_process_writes_keep_the_index_too(tmp_path: Path) -> None:
-    """The triggers live in the file: a writer that never declared the index maintains it."""
+    """The triggers live in the file: a plain ``sqlite3`` writer stages its documents, and the
+    next commit of any store on the file makes them searchable."""
     path = tmp_path / "s.sqlite3"
     async with SqliteStore.open(path) as store:
         await _posts(store)
@@ -258,6 +268,8 @@ async def test_another_process_writes_keep_the_index_too(tmp_path: Path) -> None
             conn.close()
 
         await trio.to_thread.run_sync(foreign_write)
+        assert await _ids(store, "zebra") == []  # staged
+        await store.insert("elsewhere", {"_id": "any"})  # any commit applies what is staged
         assert await _ids(store, "zebra") == ["p9"]
     async with SqliteStore.open(path) as reopened:  # the spec is read back from the file
         assert await _ids(reopened, "zebra") == ["p9"]
