@@ -19,7 +19,9 @@ from actors.content_questions import QuestionStatus
 from actors.content_social import Social
 from actors.knowledge import Knowledge
 from actors.moderation import Moderation
+from actors.profile import GetXpTransactions
 from actors.search import Search
+from tektree import Node
 from tektree.persistence import (
     EVENTS,
     DocumentStore,
@@ -62,6 +64,16 @@ class World:
         page = await self.store.find(EVENTS, {"event_type": event_type},
                                      sort=[("timestamp", 1)], limit=1000)
         return list(page.items)
+
+
+async def earned(node: Node, user_id: str) -> list[tuple[str, int]]:
+    """The (reason, amount) of a user's XP transactions for actions, oldest first (the welcome
+    bonus and the bonuses of quests and achievements left out: they depend on the day)."""
+    reply = await node.system.ref("user", user_id).ask(GetXpTransactions(limit=100),
+                                                       timeout=10)
+    skip = {"quest_completed", "achievement_unlocked", "welcome"}
+    return [(t["source"], t["amount"]) for t in reversed(reply["items"])
+            if t["source"] not in skip]
 
 
 async def build_world(store: DocumentStore) -> World:

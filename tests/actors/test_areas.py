@@ -3,13 +3,11 @@ refused, visibility, followers, content_count, and concurrent writers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from content_kit import BODY, World, open_world
+from content_kit import BODY, World
 
 from actors.accounts import ANONYMOUS, AccountError, Viewer
 from actors.areas import (
@@ -21,18 +19,6 @@ from actors.areas import (
     validate_slug,
 )
 from actors.knowledge import KnowledgeError
-
-
-@pytest.fixture(params=["sqlite", "mongomock"])
-async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(tmp_path, request.param) as w:
-        yield w
-
-
-@pytest.fixture
-async def sqlite_world(tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(tmp_path) as w:
-        yield w
 
 
 async def _doc(world: World, area_id: str) -> dict[str, Any]:

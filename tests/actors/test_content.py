@@ -3,13 +3,13 @@ real store; concurrent likes; and the XP they earn, end to end through the outbo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from content_kit import BODY, World, build_world, open_world
+from content_kit import BODY, World, build_world, earned
+from test_game_loop import relay_all
 
 from actors.accounts import ANONYMOUS, AccountError, Viewer
 from actors.content_base import estimated_read_time_minutes
@@ -25,26 +25,12 @@ from actors.content_model import (
 )
 from actors.knowledge import QUESTION_TAGS, KnowledgeError
 from actors.leaderboard import LeaderboardActor
-from actors.profile import GetXpTransactions, UserProfileActor
+from actors.profile import UserProfileActor
 from actors.rooms import RoomActor
-from actors.wiring import event_router
-from tektree import Node
-from tektree.persistence import EVENTS, OutboxRelay
+from tektree.persistence import EVENTS
 from tektree.testing import open_test_node, test_config
 
 ARTICLE = "# Event sourcing\n\n" + "Store every change as an event and fold them. " * 60
-
-
-@pytest.fixture(params=["sqlite", "mongomock"])
-async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(tmp_path, request.param) as w:
-        yield w
-
-
-@pytest.fixture
-async def sqlite_world(tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(tmp_path) as w:
-        yield w
 
 
 async def _doc(world: World, collection: str, doc_id: str) -> dict[str, Any]:
@@ -498,24 +484,6 @@ ACTORS: dict[str, Any] = {"user": UserProfileActor, "leaderboard": LeaderboardAc
                           "room": RoomActor}
 
 
-async def _relay_all(node: Node) -> None:
-    assert node.store is not None
-    relay = OutboxRelay(node.store, event_router(node.system, timeout=10))
-    with trio.fail_after(20):
-        while await relay.relay_once():
-            pass
-        await node.system.wait_quiescent()
-
-
-async def _earned(node: Node, user_id: str) -> list[tuple[str, int]]:
-    """The (reason, amount) of a user's XP transactions for actions, oldest first (the bonuses
-    of quests and achievements left out: they depend on the day's activity)."""
-    reply = await node.system.ref("user", user_id).ask(GetXpTransactions(limit=100))
-    skip = {"quest_completed", "achievement_unlocked", "welcome"}
-    return [(t["source"], t["amount"]) for t in reversed(reply["items"])
-            if t["source"] not in skip]
-
-
 async def test_content_xp_flows_through_the_outbox_to_the_profiles(tmp_path: Path) -> None:
     config = test_config(
         services=[{"type": "service", "name": "store", "service": "store"},
@@ -538,11 +506,11 @@ async def test_content_xp_flows_through_the_outbox_to_the_profiles(tmp_path: Pat
         await world.social.like("insight", insight.id, bob)  # liked again: paid once
         await world.social.like("insight", insight.id, ada)  # own content: nothing
         await world.social.like("comment", comment.id, ada)
-        await _relay_all(node)
-        assert await _earned(node, ada) == [("insight_published", 25), ("content_liked", 2)]
-        assert await _earned(node, bob) == [("comment_added", 2), ("content_liked", 2)]
+        await relay_all(node)
+        assert await earned(node, ada) == [("insight_published", 25), ("content_liked", 2)]
+        assert await earned(node, bob) == [("comment_added", 2), ("content_liked", 2)]
         # relayed again (a relay that died before marking), nothing changes
-        before = [await _earned(node, u) for u in (ada, bob)]
+        before = [await earned(node, u) for u in (ada, bob)]
         await node.store.update(EVENTS, {"published": True}, {"$set": {"published": False}})
-        await _relay_all(node)
-        assert [await _earned(node, u) for u in (ada, bob)] == before
+        await relay_all(node)
+        assert [await earned(node, u) for u in (ada, bob)] == before

@@ -4,13 +4,11 @@ delete with everything hanging from it, suspensions, reports and the queue, the 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from content_kit import BODY, World, open_world
+from content_kit import BODY, World
 
 from actors.accounts import (
     AccountError,
@@ -26,18 +24,6 @@ from actors.moderation import ACTIONS, CASES, REPORTS, case_id_of
 from tektree.persistence import EVENTS, format_timestamp
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(params=["sqlite", "mongomock"])
-async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(tmp_path, request.param) as w:
-        yield w
-
-
-@pytest.fixture
-async def sqlite_world(tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(tmp_path) as w:
-        yield w
 
 
 async def _snapshot(world: World) -> dict[str, list[dict[str, Any]]]:

@@ -16,17 +16,14 @@ from typing import Any
 
 import pytest
 import trio
-from content_kit import BODY, World, build_world
-from test_game_cluster import two_nodes
+from content_kit import BODY, World, build_world, earned
+from test_game_cluster import relay_all, two_nodes
 
 from actors.accounts import AccountSuspended, Viewer
 from actors.areas import AREAS
 from actors.content_model import INSIGHTS
 from actors.knowledge import KnowledgeError
-from actors.profile import GetXpTransactions
-from actors.wiring import event_router
 from tektree import Node
-from tektree.persistence import OutboxRelay
 from tektree.testing.redis import RedisServer
 
 PASSWORD = "correct horse battery"
@@ -54,22 +51,6 @@ async def _one_user_on_each(world: World, n1: Node) -> tuple[str, str]:
         if here and there:
             return here, there
     raise AssertionError("64 users, all homed on one node")
-
-
-async def _relay_all(node: Node) -> None:
-    assert node.store is not None
-    relay = OutboxRelay(node.store, event_router(node.system, timeout=10))
-    with trio.fail_after(30):
-        while await relay.relay_once():
-            pass
-
-
-async def _earned(node: Node, user_id: str) -> list[tuple[str, int]]:
-    reply = await node.system.ref("user", user_id).ask(GetXpTransactions(limit=100),
-                                                       timeout=10)
-    skip = {"quest_completed", "achievement_unlocked", "welcome"}
-    return [(t["source"], t["amount"]) for t in reversed(reply["items"])
-            if t["source"] not in skip]
 
 
 async def test_a_moved_area_on_two_nodes(redis_server: RedisServer, tmp_path: Path) -> None:
@@ -154,10 +135,10 @@ async def test_content_xp_reaches_profiles_on_both_nodes(
         await w2.social.like("insight", insight.id, bob)
         await w1.social.like("comment", comment.id, ann)
         await w1.social.like("insight", insight.id, ann)  # own content: no XP
-        await _relay_all(n1)
+        await relay_all(n1)
         for node in (n1, n2):
-            assert await _earned(node, ann) == [("insight_published", 25), ("content_liked", 2)]
-            assert await _earned(node, bob) == [("comment_added", 2), ("content_liked", 2)]
+            assert await earned(node, ann) == [("insight_published", 25), ("content_liked", 2)]
+            assert await earned(node, bob) == [("comment_added", 2), ("content_liked", 2)]
         assert ann in n1.system.pools["user"].cells and bob in n2.system.pools["user"].cells
 
 
