@@ -68,6 +68,56 @@ class AuthenticationFailed(Exception):
         super().__init__("email or password is wrong")
 
 
+class AccountSuspended(Exception):
+    """The right password, but the account is suspended (said only after the password is
+    verified, so it reveals nothing to whoever does not know it)."""
+
+    def __init__(self, user_id: str, until: str | None, reason: str) -> None:
+        when = f"until {until}" if until else "until a moderator reinstates it"
+        super().__init__(f"account {user_id!r} is suspended {when}: {reason}")
+        self.user_id = user_id
+        self.until = until
+        self.reason = reason
+
+
+@attrs.frozen(kw_only=True)
+class Viewer:
+    """Who is reading or acting, as the gateway authenticated them (``user_id`` None: nobody
+    signed in). Reads use ``role`` to show moderators what others cannot see; moderation
+    re-reads the role from the store before acting."""
+
+    user_id: str | None = None
+    role: str = attrs.field(default="user", validator=attrs.validators.in_(ROLES))
+
+    @property
+    def is_moderator(self) -> bool:
+        return self.role in ("moderator", "admin")
+
+
+ANONYMOUS: Final = Viewer()
+
+
+def active_suspension(doc: Mapping[str, Any] | None, now: str) -> Mapping[str, Any] | None:
+    """The user document's suspension if it holds at ``now`` (ISO 8601, UTC), else None."""
+    suspension = None if doc is None else doc.get("suspension")
+    if not suspension:
+        return None
+    until = suspension.get("until")
+    return suspension if until is None or until > now else None
+
+
+async def ensure_active(store: DocumentStore, user_id: str, *, field: str = "user_id") -> None:
+    """Refuse a write by a suspended user (``AccountError(field, "suspended")``). A user the
+    store does not hold is not suspended: authentication is the gateway's."""
+    suspension = active_suspension(await store.get(USERS, user_id), _now(None))
+    if suspension is not None:
+        until = suspension.get("until")
+        raise AccountError(field, "suspended",
+                           f"user {user_id!r} is suspended "
+                           f"{'until ' + until if until else 'indefinitely'} and cannot post: "
+                           f"{suspension.get('reason', '')}")
+
+
 @attrs.frozen(kw_only=True)
 class User:
     """A user as the rest of TekTree sees it (never the password hash)."""
@@ -85,11 +135,16 @@ class User:
     preferences: Mapping[str, Any]
     created_at: str
     updated_at: str
+    #: ``{"by", "reason", "at", "until"}`` (``until`` None: indefinitely) while suspended.
+    suspension: Mapping[str, Any] | None = None
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> User:
         return cls(**{f.name: doc.get(f.name, f.default if f.default is not attrs.NOTHING
                                       else "") for f in attrs.fields(cls)})
+
+    def is_suspended(self, now: dt.datetime | None = None) -> bool:
+        return active_suspension({"suspension": self.suspension}, _now(now)) is not None
 
 
 def hasher_for_tests() -> PasswordHasher:
@@ -243,6 +298,10 @@ class Accounts:
         doc = page.items[0]
         if not await self._verify(doc["password_hash"], str(password)):
             raise AuthenticationFailed()
+        suspension = active_suspension(doc, _now(None))
+        if suspension is not None:
+            raise AccountSuspended(doc["_id"], suspension.get("until"),
+                                   str(suspension.get("reason", "")))
         changes: dict[str, Any] = {"last_login_at": _now(None)}
         if self.hasher.check_needs_rehash(doc["password_hash"]):
             changes["password_hash"] = await self._hash(str(password))
@@ -332,17 +391,22 @@ class Accounts:
 
 
 __all__ = [
+    "ANONYMOUS",
     "EMAIL_TOKENS",
     "INDEXES",
     "ROLES",
     "TIERS",
     "USERS",
     "AccountError",
+    "AccountSuspended",
     "Accounts",
     "AuthenticationFailed",
     "Role",
     "Tier",
     "User",
+    "Viewer",
+    "active_suspension",
+    "ensure_active",
     "hasher_for_tests",
     "validate_email",
     "validate_handle",

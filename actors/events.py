@@ -74,12 +74,52 @@ class UserEmailVerified:
 
 
 # -- knowledge ---------------------------------------------------------------------------------
-@event("knowledge.area.created")
+@event("knowledge.area.created", "1.1.0")
 class AreaCreated:
     area_id: str
     title: str
     created_by: str
     parent_id: str | None = None
+    slug: str = ""
+    visibility: str = "public"
+
+
+@event("knowledge.area.updated")
+class AreaUpdated:
+    area_id: str
+    updated_by: str
+    changed_fields: tuple[str, ...]
+
+
+@event("knowledge.area.moved")
+class AreaMoved:
+    """``area_id`` and its ``descendants`` sub-areas moved from one parent to another."""
+
+    area_id: str
+    moved_by: str
+    old_parent_id: str | None
+    new_parent_id: str | None
+    descendants: int = 0
+
+
+@event("knowledge.area.deleted")
+class AreaDeleted:
+    area_id: str
+    deleted_by: str
+    title: str
+    parent_id: str | None = None
+
+
+@event("knowledge.area.followed")
+class AreaFollowed:
+    area_id: str
+    user_id: str
+
+
+@event("knowledge.area.unfollowed")
+class AreaUnfollowed:
+    area_id: str
+    user_id: str
 
 
 @event("knowledge.question.posted")
@@ -117,26 +157,69 @@ class ContentVoted:
     previous_value: int = 0
 
 
-@event("knowledge.discussion.started")
+@event("knowledge.question.closed")
+class QuestionClosed:
+    """Closed by its author (a moderator's close is ``moderation.content.closed``)."""
+
+    question_id: str
+    closed_by: str
+    reason: str = ""
+
+
+@event("knowledge.question.reopened")
+class QuestionReopened:
+    question_id: str
+    reopened_by: str
+
+
+@event("knowledge.question.resolved")
+class QuestionResolved:
+    """Marked resolved by its author without accepting an answer (acceptance resolves too, with
+    ``knowledge.answer.accepted``)."""
+
+    question_id: str
+    resolved_by: str
+
+
+@event("knowledge.discussion.started", "1.1.0")
 class DiscussionStarted:
     discussion_id: str
     author_id: str
     title: str
+    tags: tuple[str, ...] = ()
+    area_ids: tuple[str, ...] = ()
 
 
-@event("knowledge.insight.shared")
+@event("knowledge.discussion.replied")
+class DiscussionReplied:
+    reply_id: str
+    discussion_id: str
+    author_id: str
+    discussion_author_id: str
+    parent_reply_id: str | None = None
+    parent_author_id: str | None = None
+    depth: int = 0
+
+
+@event("knowledge.insight.shared", "1.1.0")
 class InsightShared:
     insight_id: str
     author_id: str
     title: str
     insight_type: str = "article"
+    co_author_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    area_ids: tuple[str, ...] = ()
 
 
-@event("knowledge.resource.uploaded")
+@event("knowledge.resource.uploaded", "1.1.0")
 class ResourceUploaded:
     resource_id: str
     author_id: str
     title: str
+    resource_type: str = "link"
+    tags: tuple[str, ...] = ()
+    area_ids: tuple[str, ...] = ()
 
 
 @event("knowledge.content.liked")
@@ -147,12 +230,124 @@ class ContentLiked:
     author_id: str
 
 
-@event("knowledge.comment.added")
+@event("knowledge.content.unliked")
+class ContentUnliked:
+    target_type: str
+    target_id: str
+    liker_id: str
+    author_id: str
+
+
+@event("knowledge.content.updated")
+class ContentUpdated:
+    target_type: str
+    target_id: str
+    updated_by: str
+    changed_fields: tuple[str, ...]
+
+
+@event("knowledge.content.deleted")
+class ContentDeleted:
+    """Deleted by its author (a moderator's delete is ``moderation.content.deleted``)."""
+
+    target_type: str
+    target_id: str
+    deleted_by: str
+
+
+@event("knowledge.comment.added", "1.1.0")
 class CommentAdded:
     comment_id: str
     target_type: str
     target_id: str
     author_id: str
+    target_author_id: str = ""
+
+
+# -- moderation --------------------------------------------------------------------------------
+@event("moderation.content.closed")
+class ContentClosed:
+    target_type: str
+    target_id: str
+    author_id: str
+    moderator_id: str
+    reason: str
+
+
+@event("moderation.content.reopened")
+class ContentReopened:
+    target_type: str
+    target_id: str
+    author_id: str
+    moderator_id: str
+    reason: str
+
+
+@event("moderation.content.hidden")
+class ContentHidden:
+    target_type: str
+    target_id: str
+    author_id: str
+    moderator_id: str
+    reason: str
+
+
+@event("moderation.content.unhidden")
+class ContentUnhidden:
+    target_type: str
+    target_id: str
+    author_id: str
+    moderator_id: str
+    reason: str
+
+
+@event("moderation.content.deleted")
+class ContentDeletedByModerator:
+    """Deleted by a moderator; ``title`` keeps what it was called (the document is gone)."""
+
+    target_type: str
+    target_id: str
+    author_id: str
+    moderator_id: str
+    reason: str
+    title: str = ""
+    removed: int = 1
+
+
+@event("moderation.content.reported")
+class ContentReported:
+    report_id: str
+    case_id: str
+    target_type: str
+    target_id: str
+    author_id: str
+    reporter_id: str
+    reason: str
+
+
+@event("moderation.case.resolved")
+class CaseResolved:
+    case_id: str
+    target_type: str
+    target_id: str
+    moderator_id: str
+    resolution: str
+    note: str = ""
+
+
+@event("moderation.user.suspended")
+class UserSuspended:
+    user_id: str
+    moderator_id: str
+    reason: str
+    until: str | None = None
+
+
+@event("moderation.user.reinstated")
+class UserReinstated:
+    user_id: str
+    moderator_id: str
+    reason: str
 
 
 # -- gamification ------------------------------------------------------------------------------
@@ -330,15 +525,34 @@ __all__ = [
     "AnswerAccepted",
     "AnswerSubmitted",
     "AreaCreated",
+    "AreaDeleted",
+    "AreaFollowed",
+    "AreaMoved",
+    "AreaUnfollowed",
+    "AreaUpdated",
+    "CaseResolved",
     "CommentAdded",
+    "ContentClosed",
+    "ContentDeleted",
+    "ContentDeletedByModerator",
+    "ContentHidden",
     "ContentLiked",
+    "ContentReopened",
+    "ContentReported",
+    "ContentUnhidden",
+    "ContentUnliked",
+    "ContentUpdated",
     "ContentVoted",
+    "DiscussionReplied",
     "DiscussionStarted",
     "InsightShared",
     "InvoicePaid",
     "LevelUp",
     "QuestCompleted",
+    "QuestionClosed",
     "QuestionPosted",
+    "QuestionReopened",
+    "QuestionResolved",
     "QuotaExceeded",
     "ResourceUploaded",
     "StreakMilestone",
@@ -350,6 +564,8 @@ __all__ = [
     "UserEmailVerified",
     "UserProfileUpdated",
     "UserRegistered",
+    "UserReinstated",
+    "UserSuspended",
     "XpEarned",
     "event",
     "event_type_of",

@@ -15,7 +15,14 @@ unit, so even a store without atomic units (MongoDB standalone) stops before any
 
 Tags: SQLite compares an array field as its JSON text (no array membership), so listing by tag
 goes through ``question_tags`` (one row per question and tag, indexed by tag and time), written
-in the question's unit and kept in step with the question's status.
+in the question's unit and kept in step with the question's status. Areas: a question goes only
+into areas its author may see; it counts in their ``content_count`` and is listed under them
+through :mod:`actors.content_core`'s rows, like every other kind of content.
+
+Status: open -> resolved by accepting an answer; closing, reopening and resolving without an
+answer are :mod:`actors.content_questions`. A suspended user posts, answers, accepts and votes
+nothing; a hidden question (:mod:`actors.moderation`) takes no answers and is left out of
+listings.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from typing import Any, Final, Generic, Literal, TypeVar
 import attrs
 
 from actors import events
+from actors.accounts import Viewer, ensure_active
+from actors.content_core import count_content, ref_docs, unusable_areas, visible_to, write_refs
 from tektree.persistence import (
     EVENTS,
     DocumentStore,
@@ -119,6 +128,8 @@ class Question:
     downvote_count: int
     score: int
     answer_count: int
+    hidden: bool = False
+    comment_count: int = 0
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> Question:
@@ -130,6 +141,7 @@ class Question:
             accepted_answer_id=doc.get("accepted_answer_id"), view_count=doc["view_count"],
             upvote_count=doc["upvote_count"], downvote_count=doc["downvote_count"],
             score=doc["score"], answer_count=doc["answer_count"],
+            hidden=bool(doc.get("hidden", False)), comment_count=doc.get("comment_count", 0),
         )
 
 
@@ -226,11 +238,11 @@ def _sequence(field: str, value: object) -> Sequence[object]:
     return value
 
 
-def slugify(title: str) -> str:
+def slugify(title: str, *, fallback: str = "question") -> str:
     """``"How do I use Trio?"`` -> ``"how-do-i-use-trio"`` (ASCII, at most 80 characters)."""
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
-    return slug[:SLUG_MAX].rstrip("-") or "question"
+    return slug[:SLUG_MAX].rstrip("-") or fallback
 
 
 def validate_limit(limit: object) -> int:
@@ -271,6 +283,26 @@ def counter_changes(previous: int, value: int) -> dict[str, int]:
 
 def _now(clock: dt.datetime | None) -> str:
     return format_timestamp(clock or dt.datetime.now(dt.UTC))
+
+
+async def find_page(
+    store: DocumentStore, collection: str, filter_: Mapping[str, Any],
+    sort: list[tuple[str, Literal[1, -1]]], limit: int, cursor: str | None,
+) -> Page:
+    """``store.find`` with a bad cursor reported as ``KnowledgeError("cursor", "valid")``."""
+    try:
+        return await store.find(collection, filter_, sort=sort, limit=limit, after=cursor)
+    except InvalidCursor as exc:
+        raise KnowledgeError("cursor", "valid", exc.detail + "; pass the next_cursor of "
+                             "the previous page of the same listing") from None
+
+
+async def check_areas(store: DocumentStore, area_ids: Sequence[str], author_id: str) -> None:
+    """Every area of ``area_ids`` exists and ``author_id`` may see it."""
+    bad = await unusable_areas(store, area_ids, Viewer(user_id=author_id))
+    if bad:
+        raise KnowledgeError("area_ids", "exists", f"no area {bad[0]!r} that {author_id!r} may "
+                             "post into")
 
 
 def _stale(exc: DuplicateKeyError) -> bool:
@@ -315,6 +347,8 @@ class Knowledge:
         body = validate_text("body", body, BODY_MIN, BODY_MAX)
         clean_tags = validate_tags(tags)
         areas = validate_area_ids(area_ids)
+        await ensure_active(self.store, author_id, field="author_id")
+        await check_areas(self.store, areas, author_id)
         qid = f"q_{secrets.token_hex(8)}"
         stamp = _now(now)
         doc = {
@@ -323,6 +357,7 @@ class Knowledge:
             "created_by": author_id, "created_at": stamp, "updated_at": stamp,
             "view_count": 0, "upvote_count": 0, "downvote_count": 0, "score": 0,
             "answer_count": 0, "accepted_answer_id": None, "files": [], "status": "open",
+            "comment_count": 0,
         }
         posted = events.QuestionPosted(question_id=qid, author_id=author_id, title=title,
                                        tags=clean_tags, area_ids=areas)
@@ -335,11 +370,19 @@ class Knowledge:
                     "_id": f"{qid}:{tag}", "question_id": qid, "tag": tag,
                     "created_by": author_id, "status": "open", "created_at": stamp,
                 })
+            write_refs(unit, ref_docs("question", qid, area_ids=areas, created_by=author_id,
+                                      at=stamp, listed=True))
+            count_content(unit, areas, 1)
         return Question.from_document(doc)
 
-    async def get_question(self, question_id: str) -> Question | None:
+    async def get_question(
+        self, question_id: str, *, viewer: Viewer | None = None
+    ) -> Question | None:
+        """The question; with a ``viewer``, None when they may not see it (hidden)."""
         doc = await self.store.get(QUESTIONS, question_id)
-        return None if doc is None else Question.from_document(doc)
+        if doc is None or (viewer is not None and not await visible_to(self.store, viewer, doc)):
+            return None
+        return Question.from_document(doc)
 
     async def _question_doc(self, question_id: str) -> dict[str, Any]:
         doc = await self.store.get(QUESTIONS, question_id)
@@ -363,7 +406,7 @@ class Knowledge:
     ) -> Listing[Question]:
         """Questions newest first, optionally of one tag, author and/or status."""
         limit = validate_limit(limit)
-        filter_: dict[str, Any] = {}
+        filter_: dict[str, Any] = {"hidden": {"$ne": True}}
         if author_id is not None:
             filter_["created_by"] = author_id
         if status is not None:
@@ -376,10 +419,11 @@ class Knowledge:
         if not isinstance(tag, str) or not _TAG.fullmatch(tag.strip().lower()):
             raise KnowledgeError("tag", "format", f"{tag!r} must be 1 to 30 letters, digits or '-'")
         tag = tag.strip().lower()
+        del filter_["hidden"]  # not on the tag rows: checked on the questions below
         page = await self._find(QUESTION_TAGS, {"tag": tag, **filter_}, newest, limit, cursor)
         ids = [row["question_id"] for row in page.items]
         docs = {} if not ids else {d["_id"]: d for d in (await self.store.find(
-            QUESTIONS, {"_id": {"$in": ids}}, limit=len(ids))).items}
+            QUESTIONS, {"_id": {"$in": ids}, "hidden": {"$ne": True}}, limit=len(ids))).items}
         items = [Question.from_document(docs[i]) for i in ids if i in docs]
         return Listing(items=tuple(items), next_cursor=page.next_cursor)
 
@@ -387,12 +431,7 @@ class Knowledge:
         self, collection: str, filter_: Mapping[str, Any], sort: list[tuple[str, Literal[1, -1]]],
         limit: int, cursor: str | None,
     ) -> Page:
-        try:
-            return await self.store.find(collection, filter_, sort=sort, limit=limit,
-                                         after=cursor)
-        except InvalidCursor as exc:
-            raise KnowledgeError("cursor", "valid", exc.detail + "; pass the next_cursor of "
-                                 "the previous page of the same listing") from None
+        return await find_page(self.store, collection, filter_, sort, limit, cursor)
 
     # -- answers ---------------------------------------------------------------------------------
     async def submit_answer(
@@ -405,7 +444,11 @@ class Knowledge:
         now: dt.datetime | None = None,
     ) -> Answer:
         body = validate_text("body", body, BODY_MIN, BODY_MAX)
+        await ensure_active(self.store, author_id, field="author_id")
         question = await self._question_doc(question_id)
+        if question.get("hidden"):
+            raise KnowledgeError("question_id", "hidden",
+                                 f"question {question_id!r} is hidden by a moderator")
         if question["status"] not in ANSWERABLE:
             raise KnowledgeError("question_id", "status",
                                  f"question {question_id!r} is {question['status']}; answers "
@@ -453,6 +496,7 @@ class Knowledge:
         switches the acceptance. ``knowledge.answer.accepted`` is emitted the first time an
         answer is accepted only: re-accepting the current answer is a no-op, and switching back
         to an answer accepted before changes the documents without paying its XP again."""
+        await ensure_active(self.store, by_user_id, field="by_user_id")
         for _ in range(MAX_ATTEMPTS):
             answer = await self.store.get(ANSWERS, answer_id)
             if answer is None:
@@ -514,6 +558,7 @@ class Knowledge:
         an answer. The target's counters move by the difference in the vote's own unit; nothing
         is written (and no event emitted) when the vote does not change."""
         kind, value = validate_vote(target_type, value)
+        await ensure_active(self.store, voter_id, field="voter_id")
         collection = QUESTIONS if kind == "question" else ANSWERS
         target = await self.store.get(collection, target_id)
         if target is None:
@@ -574,7 +619,9 @@ __all__ = [
     "Question",
     "TargetType",
     "Vote",
+    "check_areas",
     "counter_changes",
+    "find_page",
     "slugify",
     "validate_area_ids",
     "validate_limit",

@@ -63,6 +63,16 @@ from tektree.persistence._protocol import (
 from tektree.persistence._query import FILTER_OPERATORS, UPDATE_OPERATORS
 from tektree.persistence._service import STORE_EXTENSION, store_service, store_settings
 from tektree.persistence._sqlite import SqliteStore
+from tektree.persistence._text import (
+    MAX_SEARCH_DEPTH,
+    SearchHit,
+    SearchPage,
+    TextIndexSpec,
+    TextQuery,
+    decode_search_cursor,
+    encode_search_cursor,
+    parse_text_query,
+)
 from tektree.persistence._unit import CommitNotifier, Unit
 
 __all__ = [
@@ -71,6 +81,7 @@ __all__ = [
     "FILTER_OPERATORS",
     "JOURNAL",
     "KERNEL_INDEXES",
+    "MAX_SEARCH_DEPTH",
     "SNAPSHOTS",
     "STORE_EXTENSION",
     "UPDATE_OPERATORS",
@@ -98,6 +109,8 @@ __all__ = [
     "OutboxRelay",
     "Page",
     "Recovery",
+    "SearchHit",
+    "SearchPage",
     "Snapshot",
     "SortSpec",
     "SqliteStore",
@@ -110,14 +123,19 @@ __all__ = [
     "StoreStatistics",
     "StoreUnavailable",
     "StoredEvent",
+    "TextIndexSpec",
+    "TextQuery",
     "Unit",
     "UnsupportedOperator",
     "Update",
+    "decode_search_cursor",
+    "encode_search_cursor",
     "ensure_kernel_indexes",
     "event_ids",
     "format_timestamp",
     "mask_url",
     "open_store",
+    "parse_text_query",
     "replay",
     "store_service",
     "store_settings",

@@ -56,6 +56,13 @@ from tektree.persistence._query import (
     normalize_filter,
     page_of,
 )
+from tektree.persistence._text import (
+    SearchPage,
+    SearchRequest,
+    TextIndexSpec,
+    mongo_text_find,
+    strip_score,
+)
 from tektree.persistence._unit import (
     EVENTS_COLLECTION,
     CommitNotifier,
@@ -357,6 +364,55 @@ class MongoStore:
                 known = self._unique.setdefault(collection, [])
                 if spec not in known:
                     known.append(spec)
+
+    async def ensure_text_index(self, collection: str, spec: TextIndexSpec) -> None:
+        with self._metrics.timed("ensure_text_index"):
+            coll = self._coll(collection)
+
+            def run() -> None:
+                for name, info in coll.index_information().items():
+                    if name != spec.name and any(kind == "text" for _, kind in info["key"]):
+                        raise InvalidQuery(
+                            f"collection {collection!r} already has the text index {name!r}; "
+                            f"cannot declare {spec.name!r} as well: a collection has one text "
+                            "index (drop the old one first)", value=spec)
+                try:
+                    coll.create_index([(f, "text") for f, _ in spec.fields], name=spec.name,
+                                      weights=dict(spec.fields), default_language=spec.language)
+                except pymongo.errors.OperationFailure as exc:
+                    raise InvalidQuery(
+                        f"collection {collection!r} already has another text index: {exc}; a "
+                        "collection has one text index (drop the old one first)", value=spec,
+                    ) from exc
+
+            await self._call(run)
+
+    async def search(
+        self,
+        collection: str,
+        text: str,
+        *,
+        filter: Filter | None = None,
+        limit: int = 20,
+        after: str | None = None,
+    ) -> SearchPage:
+        with self._metrics.timed("search"):
+            req = SearchRequest.of(collection, text, filter, limit, after)
+            normalize_filter(filter)
+            coll = self._coll(collection)
+            find = mongo_text_find(req.query, filter)
+
+            def run() -> list[tuple[Document, float]]:
+                try:
+                    cursor = coll.find(find.filter, find.projection, sort=find.sort)
+                    docs = list(cursor.skip(req.offset).limit(req.window))
+                except pymongo.errors.OperationFailure as exc:
+                    if exc.code == 27:  # IndexNotFound
+                        raise req.no_text_index() from exc
+                    raise
+                return [strip_score(doc, find.score_field) for doc in docs]
+
+            return req.page(await self._call(run))
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[Unit]:

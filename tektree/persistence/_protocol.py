@@ -15,6 +15,7 @@ import attrs
 
 if TYPE_CHECKING:
     from tektree.persistence._metrics import StoreStatistics
+    from tektree.persistence._text import SearchPage, TextIndexSpec
     from tektree.persistence._unit import CommitNotifier, Unit
 
 Document = dict[str, Any]
@@ -128,6 +129,24 @@ class DocumentStore(Protocol):
     async def count(self, collection: str, filter: Filter | None = None) -> int: ...
 
     async def ensure_index(self, collection: str, spec: IndexSpec) -> None: ...
+
+    async def ensure_text_index(self, collection: str, spec: TextIndexSpec) -> None:
+        """Declare the collection's text index (one per collection), filled from the
+        documents already there and kept in step with every write after."""
+        ...
+
+    async def search(
+        self,
+        collection: str,
+        text: str,
+        *,
+        filter: Filter | None = None,
+        limit: int = 20,
+        after: str | None = None,
+    ) -> SearchPage:
+        """Documents matching ``text`` (see ``_text`` for the query language) and ``filter``
+        (whose equalities also match array items, as in MongoDB), best first."""
+        ...
 
     def unit(self) -> AbstractAsyncContextManager[Unit]: ...
 

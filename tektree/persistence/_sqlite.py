@@ -22,6 +22,7 @@ FULL's fsync cheap enough.)
 from __future__ import annotations
 
 import functools
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -33,7 +34,7 @@ import attrs
 import trio
 from trio.lowlevel import current_task, wait_task_rescheduled
 
-from tektree.persistence._errors import StoreClosed, StoreUnavailable
+from tektree.persistence._errors import InvalidQuery, StoreClosed, StoreUnavailable
 from tektree.persistence._metrics import StoreMetrics, StoreStatistics
 from tektree.persistence._protocol import (
     Capabilities,
@@ -67,6 +68,13 @@ from tektree.persistence._sqlite_ops import (
     where,
 )
 from tektree.persistence._sqlite_reads import GetRequest, PointReader
+from tektree.persistence._sqlite_text import (
+    TextIndexOp,
+    load_text_spec,
+    member_where,
+    search_sql,
+)
+from tektree.persistence._text import SearchPage, SearchRequest, TextIndexSpec, to_fts5
 from tektree.persistence._unit import (
     EVENTS_COLLECTION,
     CommitNotifier,
@@ -124,6 +132,7 @@ class SqliteStore:
             functools.partial(StoreClosed, self.path),
         )
         self._get_tables: dict[str, str] = {}
+        self._text_specs: dict[str, TextIndexSpec] = {}
         self._wake = trio.Event()
         self._closed = True
 
@@ -208,7 +217,7 @@ class SqliteStore:
                 for req in batch:
                     req.done.set()
 
-    async def _write(self, ops: Sequence[Op | IndexOp]) -> list[OpResult]:
+    async def _write(self, ops: Sequence[Op | IndexOp | TextIndexOp]) -> list[OpResult]:
         if self._closed:
             raise StoreClosed(self.path)
         req = _Request(ops=ops)
@@ -350,6 +359,44 @@ class SqliteStore:
             for field, _ in spec.fields:
                 expr(normalize_filter({field: 0})[0].field)  # validates the field name
             await self._write([IndexOp(collection=collection, spec=spec)])
+
+    async def ensure_text_index(self, collection: str, spec: TextIndexSpec) -> None:
+        with self._metrics.timed("ensure_text_index"):
+            check_collection(collection)
+            await self._write([TextIndexOp(collection=collection, spec=spec)])
+            self._text_specs[collection] = spec
+
+    async def search(
+        self,
+        collection: str,
+        text: str,
+        *,
+        filter: Filter | None = None,
+        limit: int = 20,
+        after: str | None = None,
+    ) -> SearchPage:
+        with self._metrics.timed("search"):
+            req = SearchRequest.of(collection, text, filter, limit, after)
+            clause, params = member_where(normalize_filter(filter))
+            spec = self._text_specs.get(collection)
+            if spec is None:
+                spec = await self._read(lambda conn: load_text_spec(conn, collection))
+                if spec is None:
+                    raise req.no_text_index()
+                self._text_specs[collection] = spec
+            sql = search_sql(collection, spec, clause)
+            args = [to_fts5(req.query), *params, req.window, req.offset]
+
+            def run(conn: sqlite3.Connection) -> list[tuple[Document, float]]:
+                try:
+                    return [(json.loads(doc), score) for doc, score in conn.execute(sql, args)]
+                except sqlite3.OperationalError as exc:
+                    if "fts5" in str(exc) or "unterminated" in str(exc):
+                        raise InvalidQuery(f"search query {text[:60]!r} was refused by the "
+                                           f"text index: {exc}", value=text) from None
+                    raise
+
+            return req.page(await self._read(run))
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[Unit]:

@@ -30,6 +30,7 @@ from tektree.persistence._query import (
     get_path,
     upsert_seed,
 )
+from tektree.persistence._sqlite_text import TextIndexes, TextIndexOp, ensure_text_index
 from tektree.persistence._unit import DeleteOp, InsertOp, Op, OpResult, UpdateOp
 
 META_TABLE: Final = "_tektree_indexes"
@@ -150,6 +151,7 @@ class Registry:
 
     def __init__(self) -> None:
         self.by_sql_name: dict[str, tuple[str, IndexSpec]] = {}
+        self.text = TextIndexes()
 
     def load(self, conn: sqlite3.Connection) -> None:
         conn.execute(
@@ -176,7 +178,9 @@ class Registry:
         return DuplicateKeyError(coll, spec.name, key)
 
 
-def run_op(conn: sqlite3.Connection, registry: Registry, op: Op | IndexOp) -> OpResult:
+def run_op(
+    conn: sqlite3.Connection, registry: Registry, op: Op | IndexOp | TextIndexOp
+) -> OpResult:
     """Run one operation on ``conn`` inside the caller's transaction."""
     if isinstance(op, InsertOp):
         sql = f"INSERT INTO {table(op.collection)} (id, doc) VALUES (?, ?)"
@@ -191,6 +195,8 @@ def run_op(conn: sqlite3.Connection, registry: Registry, op: Op | IndexOp) -> Op
     if isinstance(op, DeleteOp):
         clause, params = where(op.conditions)
         return conn.execute(f"DELETE FROM {table(op.collection)} WHERE {clause}", params).rowcount
+    if isinstance(op, TextIndexOp):
+        return ensure_text_index(conn, op)
     return _ensure_index(conn, registry, op)
 
 
@@ -249,7 +255,7 @@ def _ensure_index(conn: sqlite3.Connection, registry: Registry, op: IndexOp) -> 
 class WriteRequest:
     """One writer's operations waiting for the group commit, and their outcome."""
 
-    ops: Sequence[Op | IndexOp]
+    ops: Sequence[Op | IndexOp | TextIndexOp]
     taken: bool = False
     results: list[OpResult] = attrs.Factory(list)
     error: BaseException | None = None
@@ -276,6 +282,7 @@ def commit_batch(
                 conn.execute("ROLLBACK TO w")
                 req.error, req.results = exc, []
             conn.execute("RELEASE w")
+        registry.text.apply_all(conn)  # after the last savepoint: one FTS flush per commit
         conn.execute("COMMIT")
     except BaseException as exc:
         if conn.in_transaction:

@@ -90,6 +90,8 @@ def test_counter_changes_move_by_the_difference(
 
 # -- questions -----------------------------------------------------------------------------------
 async def test_post_question_stores_document_and_event_in_one_unit(kb: Knowledge) -> None:
+    await kb.store.insert("areas", {"_id": "area_1", "created_by": "usr_bo",
+                                    "visibility": "public", "content_count": 0})
     q = await kb.post_question("usr_ada", title="  How do I implement Event Sourcing?  ",
                                body=BODY, tags=["Go", "event-sourcing", "go"],
                                area_ids=["area_1"], correlation_id="req-7")
