@@ -1,11 +1,28 @@
 """TekTree's HTTP and WebSocket edge: a Quart app served by Hypercorn inside the node.
 
-The gateway is one supervised service of the node's tree (``gateway.service:serve``); it turns
-requests into actor messages and holds no domain logic. :func:`gateway.app.create_app` builds
-the app for a node; :func:`gateway.service.serve` runs it.
+The gateway is one supervised service of the node's tree (``gateway.service:serve``); it
+authenticates, rate-limits and validates each request, turns it into an actor or domain call,
+and turns the reply into JSON. It holds no domain rule. :func:`gateway.context.open_gateway`
+builds its parts for a node, :func:`gateway.app.create_app` the app, :func:`gateway.service.serve`
+runs it; :mod:`gateway.tokens` issues and verifies the access tokens (sockets use it too).
 """
 
 from gateway.app import create_app
+from gateway.context import Gateway, open_gateway
+from gateway.options import GatewayOptions, gateway_options
+from gateway.problems import Problem
 from gateway.service import serve
+from gateway.tokens import AccessClaims, TokenAuthority, TokenError
 
-__all__ = ["create_app", "serve"]
+__all__ = [
+    "AccessClaims",
+    "Gateway",
+    "GatewayOptions",
+    "Problem",
+    "TokenAuthority",
+    "TokenError",
+    "create_app",
+    "gateway_options",
+    "open_gateway",
+    "serve",
+]

@@ -1,42 +1,35 @@
-"""The Quart app of the edge: health, readiness, metrics, and problem+json errors.
+"""The Quart app of the edge: every route of :mod:`gateway.routes`, and what all requests share.
 
-Every error leaves as an RFC 9457 ``application/problem+json`` body whose ``type`` is a URL
-under :data:`PROBLEM_BASE`, so clients branch on ``type``, never on the wording of ``detail``.
+Around every request: the correlation id (checked, or made; on the response, in the actor
+messages, in the log lines), the body size limit (413), CORS for the allow-listed origins, and
+one error path: whatever goes wrong leaves as an RFC 9457 ``application/problem+json`` body
+(:mod:`gateway.problems`) whose ``type`` is stable and whose ``correlation_id`` is the request's.
 """
 
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from tektree import Node
+from gateway.api import install
+from gateway.context import Gateway
+from gateway.correlation import CORRELATION_HEADER, check_correlation_id, new_id
+from gateway.cors import Cors
+from gateway.failures import problem_for
+from gateway.openapi import openapi_document
+from gateway.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE, Problem, problem
+from gateway.routes import ROUTES, TABLES
+from tektree import Node, correlation_id
 
 __all__ = ["PROBLEM_BASE", "PROBLEM_CONTENT_TYPE", "create_app", "problem"]
 
-PROBLEM_BASE = "https://tektree.dev/problems/"
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-
 _log = structlog.get_logger("tektree.gateway")
-
-
-def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> Response:
-    """An ``application/problem+json`` response; ``slug`` completes the ``type`` URL."""
-    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
-    response = _json_response({**body, **extra}, status)
-    response.mimetype = PROBLEM_CONTENT_TYPE
-    return response
-
-
-def _json_response(body: dict[str, Any], status: int) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
 class _GatewayApp(QuartTrio):
@@ -50,46 +43,111 @@ class _GatewayApp(QuartTrio):
                    exc_info=exception_info)
 
 
-def create_app(node: Node) -> QuartTrio:
-    """The app serving ``node``: ``/healthz``, ``/readyz``, ``/metrics``, problem+json errors."""
+def _http_problem(error: HTTPException, max_body_bytes: int) -> Problem:
+    status = error.code or 500
+    if status == 404:
+        return Problem("not-found", f"no route for {request.method} {request.path}")
+    if status == 405:
+        allowed = sorted(error.valid_methods or ()) if isinstance(error, MethodNotAllowed) else []
+        return Problem("method-not-allowed",
+                       f"{request.method} is not allowed on {request.path}"
+                       + (f"; allowed: {', '.join(allowed)}" if allowed else ""),
+                       headers={"Allow": ", ".join(allowed)} if allowed else None)
+    if status == 413:
+        return Problem("payload-too-large", f"the body is larger than the {max_body_bytes} "
+                       "bytes accepted", field="body", rule="max_body_bytes")
+    if status >= 500:
+        return Problem("internal-error", "the server failed to handle the request; see its logs")
+    return Problem("http-error", error.description or error.name, status=status,
+                   title=error.name)
+
+
+async def _drain_body(response: Response, max_body_bytes: int) -> None:
+    """Read what is left of the request body before answering.
+
+    A response sent while the client is still sending its body (a 401, 415 or 400 raised
+    before the body was read) leaves Hypercorn's HTTP/1.1 connection waiting for a body nobody
+    reads: the next request on that keep-alive connection hangs. So the body is read (it is
+    bounded by ``max_body_bytes``; reading it again costs nothing once read), and a body too
+    large to read closes the connection instead.
+    """
+    length = request.content_length
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if not length and not chunked:
+        return
+    if length is not None and length > max_body_bytes:
+        response.headers["Connection"] = "close"
+        return
+    try:
+        await request.get_data(cache=True)
+    except HTTPException:  # the chunked body passed the limit while it was read
+        response.headers["Connection"] = "close"
+
+
+def create_app(node: Node, gateway: Gateway) -> QuartTrio:
+    """The app serving ``node`` through ``gateway`` (see :func:`gateway.context.open_gateway`)."""
     # root_path given: the editable install may present ``gateway`` as a namespace package,
     # whose root Quart cannot find by itself.
-    app = _GatewayApp(__name__, root_path=str(Path(__file__).parent))
+    app = _GatewayApp(__name__, root_path=str(Path(__file__).parent), static_folder=None)
+    options = gateway.options
+    app.config["MAX_CONTENT_LENGTH"] = options.max_body_bytes
+    cors = Cors(options.cors_allowed_origins)
+    gateway.openapi = openapi_document(ROUTES, tags=[(t.tag, t.description) for t in TABLES])
+    install(app, gateway, ROUTES)
 
-    @app.get("/healthz")
-    async def healthz() -> Response:
-        """Liveness: the process serves HTTP."""
-        return _json_response({"status": "ok", "node": node.name}, 200)
+    @app.before_request
+    async def begin() -> Response | None:
+        g.started = time.perf_counter()
+        cid, error = check_correlation_id(request.headers.get(CORRELATION_HEADER))
+        g.correlation_id = cid
+        correlation_id.set(cid)  # every actor message sent now carries it, every log line too
+        if error is not None:
+            raise Problem("invalid-correlation-id", error, field=CORRELATION_HEADER,
+                          rule="pattern")
+        length = request.content_length
+        if length is not None and length > options.max_body_bytes:
+            raise Problem("payload-too-large",
+                          f"the body is {length} bytes; at most {options.max_body_bytes} are "
+                          "accepted", field="body", rule="max_body_bytes")
+        origin = request.headers.get("Origin")
+        if (request.method == "OPTIONS" and origin is not None
+                and "Access-Control-Request-Method" in request.headers):
+            headers = cors.preflight(origin, request.headers["Access-Control-Request-Method"],
+                                     request.headers.get("Access-Control-Request-Headers"))
+            return Response("", status=204, headers=headers)
+        return None
 
-    @app.get("/readyz")
-    async def readyz() -> Response:
-        """Readiness: every check of the node passes (the node accepts work, its store...)."""
-        checks = await node.is_ready()
-        failing = sorted(name for name, ok in checks.items() if not ok)
-        if not failing:
-            return _json_response({"status": "ready", "checks": checks}, 200)
-        return problem(
-            503, "not-ready", "Node not ready",
-            f"readiness checks failing: {', '.join(failing)}", checks=checks,
-        )
+    @app.after_request
+    async def finish(response: Response) -> Response:
+        await _drain_body(response, options.max_body_bytes)
+        cid = getattr(g, "correlation_id", None) or new_id()
+        response.headers[CORRELATION_HEADER] = cid
+        response.headers.update(cors.response_headers(request.headers.get("Origin")))
+        if options.access_log:
+            started = getattr(g, "started", None)
+            _log.info("http request", method=request.method, path=request.path,
+                      status=response.status_code,
+                      ms=None if started is None else
+                      round((time.perf_counter() - started) * 1000, 2))
+        return response
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        """Prometheus text exposition of the node's registry."""
-        return Response(generate_latest(node.metrics), status=200,
-                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+    @app.errorhandler(Problem)
+    async def on_problem(error: Problem) -> Response:
+        return error.response(getattr(g, "correlation_id", None))
 
     @app.errorhandler(HTTPException)
-    async def http_error(error: HTTPException) -> Response:
-        status = error.code or 500
-        if status == 404:
-            return problem(404, "not-found", "Not found", f"no route for {request.path}")
-        if status == 405:
-            return problem(405, "method-not-allowed", "Method not allowed",
-                           f"{request.method} is not allowed on {request.path}")
-        if status >= 500:
-            return problem(status, "internal-error", "Internal server error",
-                           "the server failed to handle the request; see its logs")
-        return problem(status, "http-error", error.name, error.description or error.name)
+    async def on_http_error(error: HTTPException) -> Response:
+        found = _http_problem(error, options.max_body_bytes)
+        return found.response(getattr(g, "correlation_id", None))
+
+    @app.errorhandler(Exception)
+    async def on_error(error: Exception) -> Response:
+        found = problem_for(error)
+        if found is None:
+            _log.error("request failed", method=request.method, path=request.path,
+                       exc_info=(type(error), error, error.__traceback__))
+            found = Problem("internal-error",
+                            "the server failed to handle the request; see its logs")
+        return found.response(getattr(g, "correlation_id", None))
 
     return app

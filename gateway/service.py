@@ -1,6 +1,8 @@
 """The gateway as a supervised service: Hypercorn serving :func:`gateway.app.create_app`.
 
-Listed in ``supervisor.toml`` as ``service = "gateway.service:serve"``. It reports the addresses
+Listed in ``supervisor.toml`` as ``service = "gateway.service:serve"``, after the store, the
+cluster service and the actor pools (so it stops first: no new requests while they drain). It
+reports the addresses
 it bound through ``task_status.started(binds)`` and in ``node.bound["http"]`` (port 0 binds a
 free port, and these say which), stops accepting connections when the node starts stopping,
 and gives open requests :data:`GRACEFUL_TIMEOUT_SECONDS` to finish.
@@ -19,6 +21,8 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 
 from gateway.app import create_app
+from gateway.context import open_gateway
+from gateway.options import gateway_options
 from tektree import Node
 from tektree.config import HttpConfig, ServiceSpec
 
@@ -81,11 +85,16 @@ def _probe_bind(host: str, port: int) -> None:
 
 
 async def serve(node: Node, spec: ServiceSpec, *, task_status: trio.TaskStatus[Any]) -> None:
-    """Serve HTTP for ``node`` until it stops; idle when ``http.enabled`` is false."""
+    """Serve HTTP for ``node`` until it stops; idle when ``http.enabled`` is false.
+
+    ``spec.options`` are the gateway's settings (:class:`gateway.options.GatewayOptions`);
+    the node's ``store`` service must run before this one.
+    """
+    options = gateway_options(spec.options, f"gateway service {spec.name!r} options")
     if not node.config.http.enabled or node.stopping.is_set():
         task_status.started([])
         await trio.sleep_forever()
-    app = create_app(node)
+    app = create_app(node, await open_gateway(node, options))
     run = partial(hypercorn.trio.serve, app, hypercorn_config(node.config.http),
                   shutdown_trigger=node.stopping.wait)
     http = node.config.http

@@ -34,6 +34,7 @@ from tektree._config_schema import (
     MailConfig,
     NodeConfig,
     Overflow,
+    Pattern,
     RedisConfig,
     RestartType,
     Rules,
@@ -42,6 +43,7 @@ from tektree._config_schema import (
     StoreConfig,
     Strategy,
     SupervisorSpec,
+    rules,
 )
 from tektree._errors import ConfigError
 
@@ -58,8 +60,10 @@ __all__ = [
     "MailConfig",
     "NodeConfig",
     "Overflow",
+    "Pattern",
     "RedisConfig",
     "RestartType",
+    "Rules",
     "ServiceSpec",
     "StoreBackend",
     "StoreConfig",
@@ -68,6 +72,8 @@ __all__ = [
     "env_overrides_markdown",
     "load_config",
     "parse_config",
+    "parse_options",
+    "rules",
 ]
 
 ENV_OVERRIDES: Mapping[str, str] = types.MappingProxyType(
@@ -156,6 +162,14 @@ def parse_config(
     config = attrs.evolve(walker.build(Config, merged, ""), source=source)
     _check_tree(config.supervisor, "supervisor", {})
     return config
+
+
+def parse_options(cls: type[_T], table: Mapping[str, Any], path: str) -> _T:
+    """A service's or actor kind's ``options`` table as an instance of ``cls``, checked like the
+    node's own settings: ``cls`` is a frozen attrs class whose fields carry
+    ``metadata=rules(...)``; unknown keys, wrong types and broken constraints raise a
+    :class:`ConfigError` naming ``path.key``."""
+    return _Walker({}).build(cls, table, path)
 
 
 def env_overrides_markdown() -> str:

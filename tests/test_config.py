@@ -117,11 +117,11 @@ def test_repo_supervisor_toml_loads() -> None:
     assert config.redis.embedded
     assert config.store.backend == "sqlite"
     names = [child.name for child in config.supervisor.children]
-    assert names == ["store", "timers", "cluster", "gateway", "user", "leaderboard",
-                     "schedule", "reminders", "jobs"]
+    assert names == ["store", "timers", "cluster", "user", "leaderboard", "room", "schedule",
+                     "gamification", "reminders", "jobs", "gateway"]
     store = config.supervisor.children[0]
     assert isinstance(store, ServiceSpec) and store.service == "store"
-    gateway = config.supervisor.children[3]
+    gateway = config.supervisor.children[-1]
     assert isinstance(gateway, ServiceSpec)
     assert gateway.service == "gateway.service:serve"
 
@@ -146,17 +146,20 @@ def test_repo_supervisor_toml_commented_examples_are_valid(tmp_path: Path) -> No
         ServiceSpec,
         ServiceSpec,
         ServiceSpec,
+        ActorPoolSpec,
+        ActorPoolSpec,
+        ActorPoolSpec,
+        ActorPoolSpec,
         ServiceSpec,
-        ActorPoolSpec,
-        ActorPoolSpec,
-        ActorPoolSpec,
+        ServiceSpec,
         ServiceSpec,
         ServiceSpec,
         ActorPoolSpec,
         SupervisorSpec,
     ]
-    room, knowledge = children[-2], children[-1]
-    assert isinstance(room, ActorPoolSpec) and room.actor == "actors.rooms:RoomActor"
+    example, knowledge = children[-2], children[-1]
+    assert isinstance(example, ActorPoolSpec)
+    assert example.actor == "actors.profile:UserProfileActor"
     assert isinstance(knowledge, SupervisorSpec)
     assert [child.name for child in knowledge.children] == ["question"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,12 +63,13 @@ async def _receive(stream: trio.SocketStream) -> bytes:
     return chunk
 
 
-def gateway_config(**http: Any) -> Config:
+def gateway_config(data_dir: Path, **http: Any) -> Config:
     return parse_config(
         {
-            "node": {"name": "gw-test", "check_serialization": True},
+            "node": {"name": "gw-test", "check_serialization": True, "data_dir": str(data_dir)},
             "http": {"enabled": True, "host": "127.0.0.1", "port": 0, **http},
             "supervisor": {"children": [
+                {"type": "service", "name": "store", "service": "store"},
                 {"type": "service", "name": "timers", "service": "timers"},
                 {"type": "service", "name": "gateway", "service": "gateway.service:serve"},
                 {"type": "actors", "kind": "counter", "actor": "kit:Counter"},
@@ -78,14 +80,19 @@ def gateway_config(**http: Any) -> Config:
     )
 
 
-@asynccontextmanager
-async def gateway_node() -> AsyncIterator[tuple[Node, str]]:
-    with trio.fail_after(TIMEOUT):
-        async with open_test_node(gateway_config(), actors={"counter": kit.Counter}) as node:
-            yield node, node.bound["http"][0]
+@pytest.fixture
+def gateway_node(tmp_path: Path) -> Any:
+    @asynccontextmanager
+    async def open_node() -> AsyncIterator[tuple[Node, str]]:
+        with trio.fail_after(TIMEOUT):
+            async with open_test_node(gateway_config(tmp_path),
+                                      actors={"counter": kit.Counter}) as node:
+                yield node, node.bound["http"][0]
+
+    return open_node
 
 
-async def test_port_0_binds_a_free_port_and_reports_it() -> None:
+async def test_port_0_binds_a_free_port_and_reports_it(gateway_node: Any) -> None:
     async with gateway_node() as (node, base):
         assert node.bound["http"] == [base]
         assert base.startswith("http://127.0.0.1:")
@@ -93,7 +100,7 @@ async def test_port_0_binds_a_free_port_and_reports_it() -> None:
     assert "http" not in node.bound
 
 
-async def test_healthz_is_200_json_with_the_node_name() -> None:
+async def test_healthz_is_200_json_with_the_node_name(gateway_node: Any) -> None:
     async with gateway_node() as (_, base):
         reply = await get(base, "/healthz")
     assert reply.status == 200
@@ -101,7 +108,7 @@ async def test_healthz_is_200_json_with_the_node_name() -> None:
     assert reply.json() == {"status": "ok", "node": "gw-test"}
 
 
-async def test_metrics_expose_the_runtime_counters() -> None:
+async def test_metrics_expose_the_runtime_counters(gateway_node: Any) -> None:
     async with gateway_node() as (node, base):
         assert await node.system.ref("counter", "c1").ask(kit.Add(amount=2)) == 2
         reply = await get(base, "/metrics")
@@ -111,7 +118,7 @@ async def test_metrics_expose_the_runtime_counters() -> None:
     assert 'tektree_messages_handled_total{kind="counter"} 1.0' in text
 
 
-async def test_readyz_is_200_when_every_check_passes() -> None:
+async def test_readyz_is_200_when_every_check_passes(gateway_node: Any) -> None:
     async with gateway_node() as (node, base):
 
         async def store_ok() -> bool:
@@ -123,7 +130,7 @@ async def test_readyz_is_200_when_every_check_passes() -> None:
     assert reply.json() == {"status": "ready", "checks": {"accepting": True, "store": True}}
 
 
-async def test_readyz_is_503_problem_naming_the_failing_check() -> None:
+async def test_readyz_is_503_problem_naming_the_failing_check(gateway_node: Any) -> None:
     async with gateway_node() as (node, base):
 
         async def store_down() -> bool:
@@ -145,7 +152,7 @@ async def test_readyz_is_503_problem_naming_the_failing_check() -> None:
     assert body["checks"] == {"accepting": True, "store": False, "redis": False}
 
 
-async def test_unknown_path_is_404_problem_naming_the_path() -> None:
+async def test_unknown_path_is_404_problem_naming_the_path(gateway_node: Any) -> None:
     async with gateway_node() as (_, base):
         reply = await get(base, "/no/such/route")
     assert reply.status == 404
@@ -156,7 +163,7 @@ async def test_unknown_path_is_404_problem_naming_the_path() -> None:
     assert "/no/such/route" in body["detail"]
 
 
-async def test_wrong_method_is_405_problem() -> None:
+async def test_wrong_method_is_405_problem(gateway_node: Any) -> None:
     async with gateway_node() as (_, base):
         reply = await get(base, "/healthz", method="DELETE")
     assert reply.status == 405
@@ -164,22 +171,22 @@ async def test_wrong_method_is_405_problem() -> None:
     assert reply.json()["type"] == PROBLEM_BASE + "method-not-allowed"
 
 
-async def test_http_disabled_keeps_the_gateway_idle() -> None:
-    config = gateway_config(enabled=False)
+async def test_http_disabled_keeps_the_gateway_idle(tmp_path: Path) -> None:
+    config = gateway_config(tmp_path, enabled=False)
     with trio.fail_after(TIMEOUT):
         async with open_test_node(config, actors={"counter": kit.Counter}) as node:
             assert "http" not in node.bound
             assert "gateway" in node.root.running_children
 
 
-async def test_a_taken_port_fails_the_node_with_a_clear_reason() -> None:
+async def test_a_taken_port_fails_the_node_with_a_clear_reason(tmp_path: Path) -> None:
     # Regression: the bind error used to surface as nested ExceptionGroups.
     with trio.socket.socket() as taken:
         await taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = attrs.evolve(gateway_config(port=port),
-                              supervisor=attrs.evolve(gateway_config().supervisor,
+        config = attrs.evolve(gateway_config(tmp_path, port=port),
+                              supervisor=attrs.evolve(gateway_config(tmp_path).supervisor,
                                                       max_restarts=0))
         node = Node(config)
         with pytest.raises(NodeFailed) as info:

@@ -1,0 +1,148 @@
+"""Everything a request may need, built once per gateway start: :class:`Gateway`.
+
+```python
+gateway = await open_gateway(node, gateway_options(spec.options))
+app = create_app(node, gateway)
+```
+
+The signing key is loaded (or generated into ``node.data_dir`` on first start) in a worker
+thread; the accounts, knowledge and session indexes are ensured; the rate limiter is the Redis
+one when the node is in a cluster (``system.extensions["redis"]``, the cluster service's link),
+else in-process.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+import structlog
+import trio
+from argon2 import PasswordHasher
+from prometheus_client import Counter, Histogram
+
+from actors.accounts import Accounts
+from actors.knowledge import Knowledge
+from actors.rules.tiers import load_tiers
+from gateway.options import GatewayOptions
+from gateway.ratelimit import LocalLimiter, RateLimiter, RedisLimiter
+from gateway.sessions import Sessions
+from gateway.tiers import AccountTiers, RatePolicy, TierSource
+from gateway.tokens import TokenAuthority, load_or_create_key, load_public_key
+from tektree import Node
+from tektree.config import ConfigError
+from tektree.persistence import DocumentStore
+
+__all__ = ["Gateway", "HttpMetrics", "open_gateway"]
+
+_log = structlog.get_logger("tektree.gateway")
+
+
+@attrs.define
+class HttpMetrics:
+    """Per-route request counts and latencies in the node's Prometheus registry."""
+
+    requests: Counter
+    latency: Histogram
+    limited: Counter
+    #: One set per registry: a restarted gateway service reuses its node's.
+    _by_registry: ClassVar[weakref.WeakKeyDictionary[Any, HttpMetrics]] = (
+        weakref.WeakKeyDictionary())
+
+    @classmethod
+    def register(cls, registry: Any) -> HttpMetrics:
+        known = cls._by_registry.get(registry)
+        if known is not None:
+            return known
+        metrics = cls._by_registry[registry] = cls(
+            requests=Counter("tektree_http_requests", "HTTP requests served",
+                             ["method", "route", "status"], registry=registry),
+            latency=Histogram("tektree_http_request_seconds", "HTTP request latency",
+                              ["route"], registry=registry,
+                              buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                       0.5, 1.0, 2.5, 5.0)),
+            limited=Counter("tektree_http_rate_limited", "Requests refused with 429",
+                            ["route_class"], registry=registry),
+        )
+        return metrics
+
+
+@attrs.define
+class Gateway:
+    """The gateway's parts (see the module docstring)."""
+
+    node: Node
+    options: GatewayOptions
+    store: DocumentStore
+    tokens: TokenAuthority
+    sessions: Sessions
+    accounts: Accounts
+    knowledge: Knowledge
+    tiers: TierSource
+    rates: RatePolicy
+    limiter: RateLimiter
+    metrics: HttpMetrics
+    #: Ids of users known to exist (users are never deleted), least recently used first.
+    known_users: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
+    #: The OpenAPI document of the app serving this gateway (set by ``create_app``).
+    openapi: dict[str, Any] = attrs.field(factory=dict)
+
+
+def _read_public_keys(paths: tuple[str, ...]) -> list[Any]:
+    keys = []
+    for index, name in enumerate(paths):
+        path = Path(name).expanduser()
+        try:
+            keys.append(load_public_key(path.read_bytes(), source=str(path)))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"gateway.options.jwt_previous_public_key_files[{index}]",
+                              str(exc)) from None
+    return keys
+
+
+async def open_gateway(
+    node: Node, options: GatewayOptions, *, hasher: PasswordHasher | None = None
+) -> Gateway:
+    """Build the gateway of ``node`` (its ``store`` service must be running)."""
+    store = node.store
+    if store is None:
+        raise ConfigError("supervisor.children", "the gateway service needs the node's store: "
+                          'list the service "store" before it in supervisor.toml')
+    key_path = options.key_file(node.config.node.resolved_data_dir())
+    try:
+        key = await trio.to_thread.run_sync(load_or_create_key, key_path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError("gateway.options.jwt_private_key_file", str(exc)) from None
+    previous = await trio.to_thread.run_sync(_read_public_keys,
+                                             options.jwt_previous_public_key_files)
+    tokens = TokenAuthority(
+        key, previous_keys=previous, issuer=options.jwt_issuer, audience=options.jwt_audience,
+        access_ttl_seconds=options.access_token_ttl_seconds,
+        refresh_ttl_seconds=options.refresh_token_ttl_seconds)
+    try:
+        catalog = load_tiers(options.tiers_file)
+    except ValueError as exc:
+        raise ConfigError("gateway.options.tiers_file", str(exc)) from None
+    hasher = hasher or PasswordHasher(time_cost=options.argon2_time_cost,
+                                      memory_cost=options.argon2_memory_kib,
+                                      parallelism=options.argon2_parallelism)
+    accounts = Accounts(store, hasher=hasher, hash_threads=options.hash_threads,
+                        producer_id=f"gateway@{node.name}")
+    knowledge = Knowledge(store, producer_id=f"gateway@{node.name}")
+    sessions = Sessions(store, tokens)
+    for part in (accounts, knowledge, sessions):
+        await part.ensure_indexes()
+    link = node.system.extensions.get("redis")
+    limiter: RateLimiter = LocalLimiter() if link is None else RedisLimiter(link)
+    _log.info("gateway ready", signing_key=tokens.key.kid, key_file=str(key_path),
+              rate_limits="off" if not options.rate_limits else
+              ("redis" if link is not None else "in-process"))
+    return Gateway(
+        node=node, options=options, store=store, tokens=tokens, sessions=sessions,
+        accounts=accounts, knowledge=knowledge, tiers=AccountTiers(store),
+        rates=RatePolicy(catalog=catalog,
+                         anonymous_requests_per_minute=options.anonymous_rpm()),
+        limiter=limiter, metrics=HttpMetrics.register(node.metrics))

@@ -1,0 +1,63 @@
+"""Domain and runtime exceptions as problems: the one place that maps them to HTTP.
+
+The domain raises errors naming ``field`` and ``rule`` (``AccountError``, ``KnowledgeError``);
+their rule picks the status: ``unique`` 409, ``exists`` 404, ``forbidden``/``own_content`` 403,
+``status``/``conflict`` 409, anything else (lengths, formats, enums) 422. Runtime failures of an
+ask become 504 (timeout), 503 (the node is stopping) or 500 (the actor failed: logged with its
+origin, never shown to the client).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import structlog
+
+from actors.accounts import AccountError, AuthenticationFailed
+from actors.knowledge import KnowledgeError
+from actors.rules import BoardNameError
+from gateway.problems import Problem
+from tektree import ActorFailed, AskTimeout, MailboxFull, NodeStopping
+
+__all__ = ["problem_for"]
+
+_log = structlog.get_logger("tektree.gateway")
+
+_BY_RULE: Final = {
+    "unique": ("conflict", 409),
+    "exists": ("not-found", 404),
+    "forbidden": ("forbidden", 403),
+    "own_content": ("forbidden", 403),
+    "status": ("conflict", 409),
+    "conflict": ("conflict", 409),
+}
+
+
+def _public_field(field: str) -> str:
+    # The domain names the acting user ``by_user_id`` / ``voter_id``: to a client it is them.
+    return {"by_user_id": "user", "voter_id": "user"}.get(field, field)
+
+
+def problem_for(exc: BaseException) -> Problem | None:
+    """The problem ``exc`` is, or None for an unexpected error (a 500, logged by the app)."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, AccountError | KnowledgeError):
+        slug, status = _BY_RULE.get(exc.rule, ("validation-failed", 422))
+        field = _public_field(exc.field)
+        return Problem(slug, f"{field}: {exc.detail}", status=status, field=field,
+                       rule=exc.rule)
+    if isinstance(exc, AuthenticationFailed):
+        return Problem("invalid-credentials", "email or password is wrong", rule="credentials")
+    if isinstance(exc, BoardNameError):
+        return Problem("not-found", str(exc), field="board", rule="board_name")
+    if isinstance(exc, AskTimeout):
+        _log.warning("ask timed out", error=str(exc))
+        return Problem("upstream-timeout", "the domain did not answer in time; retry")
+    if isinstance(exc, NodeStopping | MailboxFull):
+        return Problem("not-available", "this node is stopping or overloaded; retry",
+                       headers={"Retry-After": "1"}, rule="capacity")
+    if isinstance(exc, ActorFailed):
+        _log.error("actor failed while serving a request", error=str(exc))
+        return Problem("internal-error", "the server failed to handle the request; see its logs")
+    return None

@@ -1,0 +1,17 @@
+"""The REST routes, one module per resource; :data:`ROUTES` is all of them, in order.
+
+Adding a resource: a module with a :class:`~gateway.api.RouteTable`, its schemas in
+:mod:`gateway.schemas`, and one line here; the OpenAPI document and its completeness test
+follow by themselves.
+"""
+
+from __future__ import annotations
+
+from gateway.api import Route
+from gateway.routes import auth, billing, content, gamification, operations, users
+
+__all__ = ["ROUTES", "TABLES"]
+
+TABLES = (auth.routes, users.routes, content.routes, gamification.routes, billing.routes,
+          operations.routes)
+ROUTES: tuple[Route, ...] = tuple(route for table in TABLES for route in table.routes)
