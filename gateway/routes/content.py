@@ -22,7 +22,7 @@ _AID: Final = path_param("answer_id", "an answer id (`a_...`)")
 
 
 @routes.post("/questions", summary="Ask a question", body="QuestionRequest",
-             responses={201: "Question"}, problems=(401, 422))
+             responses={201: "Question"}, problems=(401, 404, 422))
 async def post_question(call: Call) -> Reply:
     """Stores the question and emits ``knowledge.question.posted`` (XP to the author)."""
     body = call.body

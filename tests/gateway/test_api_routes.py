@@ -79,7 +79,11 @@ async def test_the_game_loop_over_rest(tmp_path: Path) -> None:
     async with open_app(tmp_path) as h:
         ann, ann_t = await h.register("ann")
         bob, bob_t = await h.register("bob")
-        question = await ask(h, bob_t, tags=["trio", "Async"], area_ids=["python"])
+        unknown_area = await h.client.post(f"{API}/questions", headers=bearer(bob_t), json={
+            "title": "How do trio nurseries work?", "body": BODY, "area_ids": ["python"]})
+        refused = await unknown_area.get_json()
+        assert unknown_area.status_code == 404 and refused["detail"].startswith("area_ids:")
+        question = await ask(h, bob_t, tags=["trio", "Async"])
         assert question["tags"] == ["trio", "async"] and question["created_by"] == bob["uid"]
         reply = await answer(h, ann_t, question["id"])
         up = await h.client.post(f"{API}/votes", headers=bearer(bob_t), json={
@@ -329,8 +333,8 @@ async def test_correlation_ids_reach_responses_logs_and_actor_messages(tmp_path:
         sent: list[tuple[str, str | None]] = []
         make = system.make_envelope
 
-        def spy(target: Any, message: Any, reply: Any) -> Any:
-            envelope = make(target, message, reply)
+        def spy(target: Any, message: Any, reply: Any, message_id: str | None = None) -> Any:
+            envelope = make(target, message, reply, message_id)
             sent.append((str(target), envelope.correlation_id))
             return envelope
 
