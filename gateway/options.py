@@ -71,9 +71,11 @@ class GatewayOptions:
         default=4, metadata=rules("argon2id lanes", ge=1))
     hash_threads: int = attrs.field(
         default=2, metadata=rules("worker threads hashing passwords at once", ge=1))
-    email_delivery: Literal["log", "none"] = attrs.field(
-        default="log", metadata=rules("how verification emails go out: 'log' writes the link "
-                                      "to the log (development), 'none' drops it"))
+    email_delivery: Literal["mail", "log", "none"] = attrs.field(
+        default="mail", metadata=rules("how verification emails go out: 'mail' through the "
+                                       "email.verification job and the [mail] mailer, 'log' "
+                                       "writes the link to the log (development), 'none' "
+                                       "drops it"))
     access_log: bool = attrs.field(
         default=False, metadata=rules("one log line per request (method, path, status, ms)"))
 

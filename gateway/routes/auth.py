@@ -5,10 +5,12 @@ from __future__ import annotations
 import structlog
 
 from actors.accounts import User
+from actors.jobs import request_email_verification
 from gateway.api import Call, Reply, RouteTable
 from gateway.problems import Problem
 from gateway.routes.views import private_user
 from gateway.sessions import SessionError
+from tektree.jobs import JobsNotRunning, queue_of
 
 __all__ = ["routes"]
 
@@ -18,13 +20,29 @@ _log = structlog.get_logger("tektree.gateway.auth")
 
 
 async def _send_verification(call: Call, user: User) -> None:
-    """Issue the single-use email token and hand it to the configured delivery."""
+    """Hand the verification email to the configured delivery.
+
+    ``mail``: the ``email.verification`` job (the mailer of ``[mail]``: SMTP, or ``.eml`` files
+    in the data directory) issues the token and sends the link, once per user (the job id is
+    the one the verification sweep uses); a node that runs no jobs logs the link instead.
+    """
     gateway = call.gateway
+    delivery = gateway.options.email_delivery
+    if delivery == "none":
+        return
+    if delivery == "mail":
+        try:
+            queue = queue_of(gateway.node.system.extensions)
+        except JobsNotRunning:
+            _log.warning("no job queue on this node: the verification link goes to the log",
+                         user_id=user.uid)
+        else:
+            await request_email_verification(queue, user.uid)
+            return
+    # Development delivery (no mail service): the token goes to the log.
     token = await gateway.accounts.issue_email_token(user.uid)
-    if gateway.options.email_delivery == "log":
-        # Development delivery (no mail service): the token goes to the log.
-        _log.info("verification email", user_id=user.uid, email=user.email,
-                  route="POST /api/v1/auth/verify-email", token=token)
+    _log.info("verification email", user_id=user.uid, email=user.email,
+              route="POST /api/v1/auth/verify-email", token=token)
 
 
 @routes.post("/auth/register", summary="Create an account", auth="none", rate="auth",

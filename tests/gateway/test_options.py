@@ -26,7 +26,7 @@ def test_defaults() -> None:
      "gateway.options.cors_allowed_origins[0]", "no path"),
     ({"anonymous_requests_per_minute": 0}, "gateway.options.anonymous_requests_per_minute",
      "or 'unlimited'"),
-    ({"email_delivery": "smtp"}, "gateway.options.email_delivery", "'log', 'none'"),
+    ({"email_delivery": "smtp"}, "gateway.options.email_delivery", "'mail', 'log', 'none'"),
     ({"rate_limits": "yes"}, "gateway.options.rate_limits", "boolean"),
     ({"access_token_ttl_seconds": -1}, "gateway.options.access_token_ttl_seconds", "> 0"),
 ])

@@ -7,6 +7,9 @@ arrives through the relay; then SIGTERM stops it gracefully.
 
 from __future__ import annotations
 
+import email
+import email.policy
+import re
 import signal
 from pathlib import Path
 
@@ -46,6 +49,22 @@ async def test_tektree_run_serves_the_api(tmp_path: Path) -> None:
                     await trio.sleep(0.05)
             board = (await client.get(f"{API}/leaderboards/global")).json()
             assert board["items"][0]["handle"] == "ann"
+            # the verification email went out through the jobs and the .eml mailer
+            with trio.fail_after(15):
+                while not (mails := sorted((data / "mail").glob("*.eml"))):  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            parsed = [email.message_from_bytes(m.read_bytes(), policy=email.policy.default)
+                      for m in mails]
+            ann_mail = next(m for m in parsed if m["To"] == "ann@example.com")
+            text = ann_mail.get_body(preferencelist=("plain",))
+            assert text is not None
+            token = re.search(r"verify-email\?token=(\S+)", text.get_content())
+            assert token is not None
+            verified = await client.post(f"{API}/auth/verify-email",
+                                         json={"token": token.group(1)})
+            assert verified.status_code == 200, verified.text
+            me = (await client.get(f"{API}/users/me", headers=ann_h)).json()
+            assert me["email_verified"] is True
             assert (await client.get("/readyz")).json()["status"] == "ready"
             assert (await client.get("/openapi.json")).json()["openapi"] == "3.1.0"
             assert (await client.get("/docs")).status_code == 200
