@@ -1,7 +1,8 @@
 """Questions, answers, acceptance and votes (``actors.knowledge``).
 
-The content issue's areas, insights, comments, likes, search and moderation routes go in
-modules beside this one, in the same style, when that branch lands.
+The content issue's areas, insights, comments, likes, search and moderation routes are in
+the modules beside this one (``areas``, ``insights``, ``social``, ``question_status``,
+``search``, ``moderation``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Final
 from actors.knowledge import STATUSES
 from gateway.api import CURSOR, LIMIT, Call, Param, Reply, RouteTable, path_param
 from gateway.problems import Problem
+from gateway.routes.common import viewer_of
 from gateway.routes.views import answer_json, question_json, vote_json
 
 __all__ = ["routes"]
@@ -53,11 +55,12 @@ async def list_questions(call: Call) -> Reply:
 @routes.get("/questions/{question_id}", summary="A question", auth="optional", params=(_QID,),
             responses={200: "Question"}, problems=(404,))
 async def get_question(call: Call) -> Reply:
-    """The question, with this view counted."""
+    """The question, with this view counted (a hidden one: its author and moderators
+    only)."""
     knowledge = call.gateway.knowledge
     qid = call.path["question_id"]
     await knowledge.view(qid)
-    question = await knowledge.get_question(qid)
+    question = await knowledge.get_question(qid, viewer=await viewer_of(call))
     if question is None:
         raise Problem("not-found", f"question_id: no question {qid!r}", field="question_id",
                       rule="exists")
