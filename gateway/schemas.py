@@ -440,12 +440,13 @@ def _content_schemas() -> dict[str, Schema]:
              "opened_at": _TIME, "last_reported_at": _TIME, "resolution": nullable,
              "resolved_by": nullable, "resolved_at": _TIME_OR_NULL, "note": _STR},
             description="the reports on one piece of content"),
-        "CaseResolution": _object(["resolution"], {
+        "CaseResolution": {**_object(["resolution"], {
             "resolution": {"type": "string", "enum": list(moderation.RESOLUTIONS)},
             "action": {"type": "string", "enum": list(moderation.CASE_ACTIONS),
                        "description": "act on the content first (with resolution actioned)"},
             "note": {"type": "string", "maxLength": REASON_MAX,
                      "description": "the reason (required with an action)"}}),
+            "if": {"required": ["action"]}, "then": {"required": ["note"]}},
         "ModerationReason": _object(["reason"], {"reason": reason}),
         "ModerationOutcome": _object(
             ["action", "target_type", "target_id", "moderator_id", "reason", "removed"],
