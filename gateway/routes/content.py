@@ -24,7 +24,7 @@ _AID: Final = path_param("answer_id", "an answer id (`a_...`)")
 
 
 @routes.post("/questions", summary="Ask a question", body="QuestionRequest",
-             responses={201: "Question"}, problems=(401, 422))
+             responses={201: "Question"}, problems=(401, 403, 404, 422))
 async def post_question(call: Call) -> Reply:
     """Stores the question and emits ``knowledge.question.posted`` (XP to the author)."""
     body = call.body
@@ -68,7 +68,8 @@ async def get_question(call: Call) -> Reply:
 
 
 @routes.post("/questions/{question_id}/answers", summary="Answer a question", params=(_QID,),
-             body="AnswerRequest", responses={201: "Answer"}, problems=(401, 404, 409, 422))
+             body="AnswerRequest", responses={201: "Answer"},
+             problems=(401, 403, 404, 409, 422))
 async def post_answer(call: Call) -> Reply:
     """Stores the answer and emits ``knowledge.answer.submitted`` (XP to the author, then the
     leaderboards and the author's notification socket)."""
