@@ -20,13 +20,6 @@ routes = RouteTable("areas", "The hierarchy of areas: breadcrumbs, children, fol
 _AREA: Final = path_param("area_id", "an area id (`area_...`)")
 
 
-async def _area_id(call: Call) -> str:
-    """The area the path names, if the caller may see it (else a 404)."""
-    area_id = call.path["area_id"]
-    area = await call.gateway.content.areas.get_area(area_id, viewer=await viewer_of(call))
-    return found(area, "area_id", "area", area_id).id
-
-
 @routes.post("/areas", summary="Create an area", body="AreaRequest", responses={201: "Area"},
              problems=(401, 403, 404, 409, 422))
 async def create_area(call: Call) -> Reply:
@@ -133,10 +126,11 @@ async def follow_area(call: Call) -> Reply:
 
 
 @routes.route("DELETE", "/areas/{area_id}/follow", summary="Stop following an area",
-              rate="write", params=(_AREA,), responses={200: "Follow"}, problems=(401, 404))
+              rate="write", params=(_AREA,), responses={200: "Follow"}, problems=(401,))
 async def unfollow_area(call: Call) -> Reply:
-    """Idempotent, like following."""
-    area_id = await _area_id(call)
+    """Idempotent, like following (``changed`` false when not following); an area you may no
+    longer see is unfollowed all the same."""
+    area_id = call.path["area_id"]
     changed = await call.gateway.content.areas.unfollow(area_id, call.user.user_id,
                                                         correlation_id=call.correlation_id)
     return Reply({"area_id": area_id, "following": False, "changed": changed})

@@ -8,9 +8,11 @@ an insight's co-authors) edit; the author deletes, with everything hanging from 
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from actors.content_model import INSIGHT_TYPES
+import attrs
+
+from actors.content_model import INSIGHT_TYPES, Discussion, Insight, Resource
 from gateway.api import CURSOR, LIMIT, Call, Param, Reply, RouteTable, path_param
 from gateway.routes.common import AREA_FILTER, TAG_FILTER, found, page, viewer_of
 from gateway.routes.views import discussion_json, insight_json, reply_json, resource_json
@@ -23,6 +25,12 @@ _INSIGHT: Final = path_param("insight_id", "an insight id (`ins_...`)")
 _DISCUSSION: Final = path_param("discussion_id", "a discussion id (`dsc_...`)")
 _REPLY: Final = path_param("reply_id", "a reply id (`rpl_...`)")
 _RESOURCE: Final = path_param("resource_id", "a resource id (`res_...`)")
+V = TypeVar("V", Insight, Discussion, Resource)
+
+
+def _viewed(record: V) -> V:
+    """``record`` with the view just counted (read before it was)."""
+    return attrs.evolve(record, view_count=record.view_count + 1)
 
 
 def _located(kind: str, ident: str) -> dict[str, str]:
@@ -93,8 +101,7 @@ async def get_insight(call: Call) -> Reply:
                     "insight", iid)
     if insight.status == "published":
         await services.social.record_view("insight", iid, viewer=viewer)
-        insight = found(await services.content.get_insight(iid, viewer=viewer), "insight_id",
-                        "insight", iid)
+        insight = _viewed(insight)
     return Reply(insight_json(insight))
 
 
@@ -175,9 +182,10 @@ async def get_discussion(call: Call) -> Reply:
     """With this view counted."""
     services, viewer = call.gateway.content, await viewer_of(call)
     did = call.path["discussion_id"]
+    discussion = found(await services.content.get_discussion(did, viewer=viewer),
+                       "discussion_id", "discussion", did)
     await services.social.record_view("discussion", did, viewer=viewer)
-    discussion = await services.content.get_discussion(did, viewer=viewer)
-    return Reply(discussion_json(found(discussion, "discussion_id", "discussion", did)))
+    return Reply(discussion_json(_viewed(discussion)))
 
 
 @routes.patch("/discussions/{discussion_id}", summary="Edit a discussion",
@@ -273,9 +281,10 @@ async def get_resource(call: Call) -> Reply:
     """With this view counted."""
     services, viewer = call.gateway.content, await viewer_of(call)
     rid = call.path["resource_id"]
+    resource = found(await services.content.get_resource(rid, viewer=viewer), "resource_id",
+                     "resource", rid)
     await services.social.record_view("resource", rid, viewer=viewer)
-    resource = await services.content.get_resource(rid, viewer=viewer)
-    return Reply(resource_json(found(resource, "resource_id", "resource", rid)))
+    return Reply(resource_json(_viewed(resource)))
 
 
 @routes.post("/resources/{resource_id}/downloads", summary="Count a download",

@@ -153,6 +153,12 @@ async def test_following_areas_is_idempotent(tmp_path: Path) -> None:
             "private"
         await fails(h, "GET", f"/areas/{private['id']}", bob_t, 404, "not-found")
         await fails(h, "PUT", f"/areas/{python['id']}/follow", None, 401, "unauthorized")
+        # an area that turned private is unfollowed all the same
+        await call(h, "PUT", f"/areas/{python['id']}/follow", bob_t)
+        await call(h, "PATCH", f"/areas/{python['id']}", ann_t, json={"visibility": "private"})
+        assert (await call(h, "GET", "/users/me/followed-areas", bob_t))["items"] == []
+        left = await call(h, "DELETE", f"/areas/{python['id']}/follow", bob_t)
+        assert left["changed"] is True
 
 
 # -- insights ----------------------------------------------------------------------------------
@@ -300,7 +306,8 @@ async def test_discussions_with_threaded_replies(tmp_path: Path) -> None:
         await call(h, "PATCH", f"/discussions/{did}", ann_t,
                    json={"title": "Trio versus asyncio, again"})
         await call(h, "DELETE", f"/discussions/{did}", ann_t, status=204)
-        await fails(h, "GET", f"/discussions/{did}", None, 404, "not-found")
+        body = await fails(h, "GET", f"/discussions/{did}", None, 404, "not-found")
+        assert body["field"] == "discussion_id"
 
 
 async def test_resources_links_and_files(tmp_path: Path) -> None:
