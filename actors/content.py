@@ -256,20 +256,25 @@ class Content(DiscussionOps):
         self, *, area_id: str | None = None, tag: str | None = None,
         author_id: str | None = None, featured: bool | None = None,
         viewer: Viewer = ANONYMOUS, limit: int = LIMIT_DEFAULT, cursor: str | None = None,
+        insight_type: str | None = None,
     ) -> Listing[Insight]:
         """Published insights anybody may see, newest first: all of them, or those of one area,
-        tag or author, or the featured ones (one filter at a time)."""
+        tag, author or type, or the featured ones (one filter at a time)."""
         limit = validate_limit(limit)
         chosen = [name for name, v in (("area_id", area_id), ("tag", tag),
-                                       ("author_id", author_id), ("featured", featured))
+                                       ("author_id", author_id), ("featured", featured),
+                                       ("insight_type", insight_type))
                   if v is not None]
         if len(chosen) > 1:
             raise KnowledgeError(chosen[1], "combination",
-                                 f"filter by one of area_id, tag, author_id, featured at a time, "
-                                 f"not {' and '.join(chosen)}")
+                                 f"filter by one of area_id, tag, author_id, featured, "
+                                 f"insight_type at a time, not {' and '.join(chosen)}")
         filter_: dict[str, Any] = {"listed": True}
         if author_id is not None:
             filter_["created_by"] = author_id
+        if insight_type is not None:
+            filter_["insight_type"] = validate_choice("insight_type", insight_type,
+                                                      INSIGHT_TYPES)
         if featured is not None:
             filter_["featured"] = validate_flag("featured", featured)
         return await self._feed(TARGETS["insight"], Insight.from_document, area_id=area_id,

@@ -25,8 +25,15 @@ from argon2 import PasswordHasher
 from prometheus_client import Counter, Histogram
 
 from actors.accounts import Accounts
+from actors.areas import Areas
+from actors.connections import Connections
+from actors.content import Content
+from actors.content_questions import QuestionStatus
+from actors.content_social import Social
 from actors.knowledge import Knowledge
+from actors.moderation import Moderation
 from actors.rules.tiers import load_tiers
+from actors.search import Search
 from gateway.options import GatewayOptions
 from gateway.ratelimit import LocalLimiter, RateLimiter, RedisLimiter
 from gateway.sessions import Sessions
@@ -36,7 +43,7 @@ from tektree import Node
 from tektree.config import ConfigError
 from tektree.persistence import DocumentStore
 
-__all__ = ["Gateway", "HttpMetrics", "open_gateway"]
+__all__ = ["ContentServices", "Gateway", "HttpMetrics", "open_gateway"]
 
 _log = structlog.get_logger("tektree.gateway")
 
@@ -70,6 +77,34 @@ class HttpMetrics:
         return metrics
 
 
+@attrs.frozen(kw_only=True)
+class ContentServices:
+    """The content issue's services (areas, insights and the rest, comments and likes, question
+    status, search, moderation), stateless over the node's store."""
+
+    areas: Areas
+    content: Content
+    social: Social
+    questions: QuestionStatus
+    search: Search
+    moderation: Moderation
+    connections: Connections
+
+    @classmethod
+    def over(cls, store: DocumentStore, producer_id: str) -> ContentServices:
+        return cls(areas=Areas(store, producer_id=producer_id),
+                   content=Content(store, producer_id=producer_id),
+                   social=Social(store, producer_id=producer_id),
+                   questions=QuestionStatus(store, producer_id=producer_id),
+                   search=Search(store, producer_id=producer_id),
+                   moderation=Moderation(store, producer_id=producer_id),
+                   connections=Connections(store))
+
+    async def ensure_indexes(self) -> None:
+        for part in (self.areas, self.content, self.search, self.moderation, self.connections):
+            await part.ensure_indexes()
+
+
 @attrs.define
 class Gateway:
     """The gateway's parts (see the module docstring)."""
@@ -85,6 +120,8 @@ class Gateway:
     rates: RatePolicy
     limiter: RateLimiter
     metrics: HttpMetrics
+    #: Areas, insights, discussions, resources, comments, likes, search, moderation.
+    content: ContentServices
     #: Ids of users known to exist (users are never deleted), least recently used first.
     known_users: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
     #: The OpenAPI document of the app serving this gateway (set by ``create_app``).
@@ -133,7 +170,8 @@ async def open_gateway(
                         producer_id=f"gateway@{node.name}")
     knowledge = Knowledge(store, producer_id=f"gateway@{node.name}")
     sessions = Sessions(store, tokens)
-    for part in (accounts, knowledge, sessions):
+    content = ContentServices.over(store, f"gateway@{node.name}")
+    for part in (accounts, knowledge, sessions, content):
         await part.ensure_indexes()
     link = node.system.extensions.get("redis")
     limiter: RateLimiter = LocalLimiter() if link is None else RedisLimiter(link)
@@ -145,4 +183,4 @@ async def open_gateway(
         accounts=accounts, knowledge=knowledge, tiers=AccountTiers(store),
         rates=RatePolicy(catalog=catalog,
                          anonymous_requests_per_minute=options.anonymous_rpm()),
-        limiter=limiter, metrics=HttpMetrics.register(node.metrics))
+        limiter=limiter, metrics=HttpMetrics.register(node.metrics), content=content)

@@ -2,9 +2,10 @@
 
 The domain raises errors naming ``field`` and ``rule`` (``AccountError``, ``KnowledgeError``);
 their rule picks the status: ``unique`` 409, ``exists`` 404, ``forbidden``/``own_content`` 403,
-``status``/``conflict`` 409, anything else (lengths, formats, enums) 422. Runtime failures of an
-ask become 504 (timeout), 503 (the node is stopping) or 500 (the actor failed: logged with its
-origin, never shown to the client).
+``status``/``conflict`` 409, anything else (lengths, formats, enums) 422; also ``suspended`` (a
+suspended user writing) 403 and ``not_empty`` (deleting an area with content) 409. Runtime
+failures of an ask become 504 (timeout), 503 (the node is stopping) or 500 (the actor failed:
+logged with its origin, never shown to the client).
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ _BY_RULE: Final = {
     "own_content": ("forbidden", 403),
     "status": ("conflict", 409),
     "conflict": ("conflict", 409),
+    "suspended": ("forbidden", 403),
+    "not_empty": ("conflict", 409),
 }
 
 
 def _public_field(field: str) -> str:
     # The domain names the acting user ``by_user_id`` / ``voter_id``: to a client it is them.
-    return {"by_user_id": "user", "voter_id": "user"}.get(field, field)
+    return {"by_user_id": "user", "voter_id": "user", "moderator_id": "user",
+            "reporter_id": "user"}.get(field, field)
 
 
 def problem_for(exc: BaseException) -> Problem | None:

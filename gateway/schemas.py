@@ -239,3 +239,241 @@ SCHEMAS: Final[dict[str, Schema]] = {
 
 for _name in ("Question", "Answer", "XpTransaction"):
     SCHEMAS[f"{_name}Page"] = page_of(_name)
+
+
+# -- the content issue: areas, insights, discussions, resources, comments, likes, search,
+# moderation (appended; the limits are the domain modules') ---------------------------------
+def _content_schemas() -> dict[str, Schema]:
+    # Imported here so that this block stays one appended piece of the module.
+    from actors import areas, content_model, moderation
+    from actors.content_base import CO_AUTHORS_MAX, REASON_MAX
+    from actors.content_core import VISIBILITIES
+    from actors.content_targets import TARGET_TYPES
+    from actors.search import SEARCHED
+
+    ids: Schema = {"type": "array", "items": _STR}
+    nullable: Schema = {"type": ["string", "null"]}
+    visibility: Schema = {"type": "string", "enum": list(VISIBILITIES)}
+    tags: Schema = {"type": "array", "maxItems": 20, "items": {"type": "string",
+                                                               "maxLength": 30}}
+    area_ids: Schema = {"type": "array", "maxItems": 20,
+                        "items": {"type": "string", "maxLength": 64}}
+    user_ids: Schema = {"type": "array", "maxItems": CO_AUTHORS_MAX,
+                        "items": {"type": "string", "maxLength": 64}}
+    title: Schema = {"type": "string", "minLength": content_model.TITLE_MIN,
+                     "maxLength": content_model.TITLE_MAX}
+    body: Schema = {"type": "string", "minLength": content_model.BODY_MIN,
+                    "maxLength": content_model.BODY_MAX}
+    insight_body: Schema = {"type": "string", "minLength": content_model.INSIGHT_BODY_MIN,
+                            "maxLength": content_model.INSIGHT_BODY_MAX}
+    insight_type: Schema = {"type": "string", "enum": list(content_model.INSIGHT_TYPES)}
+    description: Schema = {"type": "string", "maxLength": content_model.DESCRIPTION_MAX}
+    url: Schema = {"type": "string", "maxLength": 2048, "description": "http:// or https://"}
+    reason: Schema = {"type": "string", "minLength": 3, "maxLength": REASON_MAX,
+                      "description": "why (recorded with the action and its event)"}
+    target_type: Schema = {"type": "string", "enum": list(TARGET_TYPES)}
+    comment_body: Schema = {"type": "string", "minLength": content_model.COMMENT_MIN,
+                            "maxLength": content_model.COMMENT_MAX}
+    area_title: Schema = {"type": "string", "minLength": areas.TITLE_MIN,
+                          "maxLength": areas.TITLE_MAX}
+    slug: Schema = {"type": "string", "maxLength": areas.SLUG_MAX,
+                    "pattern": "^[a-z0-9]+(?:-[a-z0-9]+)*$"}
+    details: Schema = {"type": "string", "maxLength": areas.DETAILS_MAX}
+    file: Schema = _object(["name", "size_bytes", "content_type"], {
+        "name": {"type": "string", "minLength": 1, "maxLength": content_model.FILE_NAME_MAX},
+        "size_bytes": {"type": "integer", "minimum": 1,
+                       "maximum": content_model.MAX_FILE_BYTES},
+        "content_type": {"type": "string", "maxLength": 128,
+                         "description": "a media type, like application/pdf"},
+        "sha256": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
+        "storage_key": {"type": ["string", "null"], "maxLength": 512,
+                        "description": "where the bytes are in object storage"},
+    }, description="a file's metadata (the bytes live in object storage)")
+    common = {"created_by": _STR, "created_at": _TIME, "updated_at": _TIME, "hidden": _BOOL}
+
+    def one_of(*names: str) -> Schema:
+        return {"anyOf": [{"$ref": f"#/components/schemas/{n}"} for n in names]}
+
+    out: dict[str, Schema] = {
+        # -- areas
+        "AreaRequest": _object(["title"], {
+            "title": area_title, "slug": slug, "details": details, "tags": tags,
+            "visibility": visibility,
+            "parent_id": {"type": ["string", "null"], "maxLength": 64,
+                          "description": "the parent area (null or absent: top level)"},
+        }),
+        "AreaChanges": {**_object([], {"title": area_title, "slug": slug, "details": details,
+                                       "tags": tags, "visibility": visibility}),
+                        "minProperties": 1},
+        "AreaMove": _object(["new_parent_id"], {
+            "new_parent_id": {"type": ["string", "null"], "maxLength": 64,
+                              "description": "the new parent (null: to the top level)"}}),
+        "Breadcrumb": _object(["id", "slug", "title"], {"id": _STR, "slug": _STR,
+                                                        "title": _STR}),
+        "Area": _object(
+            ["id", "title", "slug", "parent_id", "details", "tags", "breadcrumbs", "trail",
+             "depth", "visibility", "created_by", "created_at", "updated_at",
+             "follower_count", "content_count", "child_count", "hidden"],
+            {"id": _STR, "title": _STR, "slug": _STR, "parent_id": nullable,
+             "details": _STR, "tags": ids,
+             "breadcrumbs": {"type": "array", "items": {
+                 "$ref": "#/components/schemas/Breadcrumb"}, "description": "root first"},
+             "trail": {"type": "string", "description": "\"Programming > Architecture\""},
+             "depth": _INT, "visibility": _STR, **common, "follower_count": _INT,
+             "content_count": _INT, "child_count": _INT}),
+        "Follow": _object(["area_id", "following", "changed"], {
+            "area_id": _STR, "following": _BOOL, "changed": _BOOL}),
+        # -- insights, discussions, replies, resources
+        "InsightRequest": _object(["title", "body"], {
+            "title": title, "body": insight_body, "insight_type": insight_type, "tags": tags,
+            "area_ids": area_ids, "co_authors": user_ids, "visibility": visibility}),
+        "InsightChanges": {**_object([], {
+            "title": title, "body": insight_body, "insight_type": insight_type, "tags": tags,
+            "area_ids": area_ids, "co_authors": user_ids, "visibility": visibility}),
+            "minProperties": 1},
+        "CoAuthors": _object(["co_authors"], {"co_authors": user_ids}),
+        "FeaturedFlag": _object(["featured"], {"featured": _BOOL}),
+        "Insight": _object(
+            ["id", "title", "slug", "body", "insight_type", "tags", "areas", "co_authors",
+             "visibility", "status", "created_by", "created_at", "updated_at", "published_at",
+             "view_count", "like_count", "comment_count", "estimated_read_time_minutes",
+             "featured", "hidden"],
+            {"id": _STR, "title": _STR, "slug": _STR, "body": _STR, "insight_type": _STR,
+             "tags": ids, "areas": ids, "co_authors": ids, "visibility": _STR,
+             "status": {"type": "string", "enum": ["draft", "published"]}, **common,
+             "published_at": _TIME_OR_NULL, "view_count": _INT, "like_count": _INT,
+             "comment_count": _INT, "estimated_read_time_minutes": _INT, "featured": _BOOL}),
+        "DiscussionRequest": _object(["title", "body"], {
+            "title": title, "body": body, "tags": tags, "area_ids": area_ids,
+            "visibility": visibility}),
+        "DiscussionChanges": {**_object([], {
+            "title": title, "body": body, "tags": tags, "area_ids": area_ids,
+            "visibility": visibility}), "minProperties": 1},
+        "Discussion": _object(
+            ["id", "title", "slug", "body", "tags", "areas", "visibility", "status",
+             "created_by", "created_at", "updated_at", "last_activity_at", "reply_count",
+             "view_count", "like_count", "comment_count", "hidden"],
+            {"id": _STR, "title": _STR, "slug": _STR, "body": _STR, "tags": ids,
+             "areas": ids, "visibility": _STR,
+             "status": {"type": "string", "enum": ["open", "closed"]}, **common,
+             "last_activity_at": _TIME, "reply_count": _INT, "view_count": _INT,
+             "like_count": _INT, "comment_count": _INT}),
+        "ReplyRequest": _object(["body"], {
+            "body": body, "parent_reply_id": {"type": ["string", "null"], "maxLength": 64,
+                                              "description": "the reply answered (absent: "
+                                                             "the discussion itself)"}}),
+        "ReplyChanges": _object(["body"], {"body": body}),
+        "DiscussionReply": _object(
+            ["id", "discussion_id", "parent_reply_id", "depth", "path", "body", "created_by",
+             "created_at", "updated_at", "reply_count", "like_count", "hidden", "deleted"],
+            {"id": _STR, "discussion_id": _STR, "parent_reply_id": nullable, "depth": _INT,
+             "path": {"type": "string", "description": "sorts the thread depth first"},
+             "body": {"type": "string", "description": "empty when withdrawn or withheld"},
+             **common, "reply_count": _INT, "like_count": _INT, "deleted": _BOOL}),
+        "ResourceRequest": _object(["title", "resource_type"], {
+            "title": title, "resource_type": {"type": "string",
+                                              "enum": list(content_model.RESOURCE_TYPES)},
+            "url": {**url, "description": "a link resource's address"},
+            "file": {**file, "description": "a file resource's metadata"},
+            "description": description, "tags": tags, "area_ids": area_ids,
+            "visibility": visibility}),
+        "ResourceChanges": {**_object([], {
+            "title": title, "description": description, "url": url, "tags": tags,
+            "area_ids": area_ids, "visibility": visibility}), "minProperties": 1},
+        "FileInfo": file,
+        "Resource": _object(
+            ["id", "title", "slug", "description", "resource_type", "url", "file", "tags",
+             "areas", "visibility", "created_by", "created_at", "updated_at", "view_count",
+             "like_count", "comment_count", "download_count", "hidden"],
+            {"id": _STR, "title": _STR, "slug": _STR, "description": _STR,
+             "resource_type": {"type": "string", "enum": list(content_model.RESOURCE_TYPES)},
+             "url": nullable,
+             "file": {"anyOf": [{"$ref": "#/components/schemas/FileInfo"}, {"type": "null"}]},
+             "tags": ids, "areas": ids, "visibility": _STR, **common, "view_count": _INT,
+             "like_count": _INT, "comment_count": _INT, "download_count": _INT}),
+        # -- comments, likes, views
+        "CommentRequest": _object(["target_type", "target_id", "body"], {
+            "target_type": target_type, "target_id": {"type": "string", "maxLength": 64},
+            "body": comment_body}),
+        "CommentChanges": _object(["body"], {"body": comment_body}),
+        "Comment": _object(
+            ["id", "target_type", "target_id", "body", "created_by", "created_at",
+             "updated_at", "like_count", "hidden"],
+            {"id": _STR, "target_type": _STR, "target_id": _STR,
+             "body": {"type": "string", "description": "empty when withheld (hidden)"},
+             **common, "like_count": _INT}),
+        "Like": _object(["target_type", "target_id", "liked", "changed"], {
+            "target_type": _STR, "target_id": _STR, "liked": _BOOL,
+            "changed": {"type": "boolean", "description": "false: it already was so"}}),
+        "ViewRequest": _object(["target_type", "target_id"], {
+            "target_type": {"type": "string",
+                            "enum": ["question", "insight", "discussion", "resource"]},
+            "target_id": {"type": "string", "maxLength": 64}}),
+        "QuestionClose": _object([], {"reason": {"type": "string", "maxLength": REASON_MAX}}),
+        "ContentItem": _object(["content_type", "item"], {
+            "content_type": {"type": "string",
+                             "enum": ["question", "insight", "discussion", "resource"]},
+            "item": one_of("Question", "Insight", "Discussion", "Resource")}),
+        # -- search
+        "SearchResult": _object(["content_type", "score", "item"], {
+            "content_type": {"type": "string", "enum": list(SEARCHED)},
+            "score": {"type": "number", "description": "relevance: higher is better"},
+            "item": one_of("Area", "Question", "Insight")}),
+        # -- moderation
+        "ReportRequest": _object(["target_type", "target_id", "reason"], {
+            "target_type": target_type, "target_id": {"type": "string", "maxLength": 64},
+            "reason": {"type": "string", "enum": list(moderation.REPORT_REASONS)},
+            "details": {"type": "string", "maxLength": moderation.DETAILS_MAX}}),
+        "Report": _object(
+            ["id", "case_id", "target_type", "target_id", "reporter_id", "reason", "details",
+             "created_at"],
+            {"id": _STR, "case_id": _STR, "target_type": _STR, "target_id": _STR,
+             "reporter_id": _STR, "reason": _STR, "details": _STR, "created_at": _TIME}),
+        "Case": _object(
+            ["id", "target_type", "target_id", "author_id", "status", "round",
+             "report_count", "reasons", "opened_at", "last_reported_at", "resolution",
+             "resolved_by", "resolved_at", "note"],
+            {"id": _STR, "target_type": _STR, "target_id": _STR, "author_id": _STR,
+             "status": {"type": "string", "enum": list(moderation.CASE_STATUSES)},
+             "round": _INT, "report_count": _INT,
+             "reasons": {"type": "object", "additionalProperties": _INT},
+             "opened_at": _TIME, "last_reported_at": _TIME, "resolution": nullable,
+             "resolved_by": nullable, "resolved_at": _TIME_OR_NULL, "note": _STR},
+            description="the reports on one piece of content"),
+        "CaseResolution": {**_object(["resolution"], {
+            "resolution": {"type": "string", "enum": list(moderation.RESOLUTIONS)},
+            "action": {"type": "string", "enum": list(moderation.CASE_ACTIONS),
+                       "description": "act on the content first (with resolution actioned)"},
+            "note": {"type": "string", "maxLength": REASON_MAX,
+                     "description": "the reason (required with an action)"}}),
+            "if": {"required": ["action"]}, "then": {"required": ["note"]}},
+        "ModerationReason": _object(["reason"], {"reason": reason}),
+        "ModerationOutcome": _object(
+            ["action", "target_type", "target_id", "moderator_id", "reason", "removed"],
+            {"action": _STR, "target_type": _STR, "target_id": _STR, "moderator_id": _STR,
+             "reason": _STR, "removed": {"type": "integer",
+                                         "description": "documents deleted (0 unless "
+                                                        "delete)"}}),
+        "ModerationAction": _object(
+            ["id", "action", "target_type", "target_id", "author_id", "moderator_id",
+             "reason", "at"],
+            {"id": _STR, "action": _STR, "target_type": _STR, "target_id": _STR,
+             "author_id": _STR, "moderator_id": _STR, "reason": _STR, "at": _TIME},
+            description="a row of the moderation audit log"),
+        "SuspendRequest": _object(["reason"], {
+            "reason": reason, "until": {"type": "string", "format": "date-time",
+                                        "description": "RFC 3339 with an offset; absent: "
+                                                       "until reinstated"}}),
+        "Suspension": _object(
+            ["user_id", "handle", "role", "suspended", "by", "reason", "at", "until"],
+            {"user_id": _STR, "handle": _STR, "role": _ROLE, "suspended": _BOOL,
+             "by": nullable, "reason": nullable, "at": _TIME_OR_NULL,
+             "until": _TIME_OR_NULL}),
+    }
+    return out
+
+
+SCHEMAS.update(_content_schemas())
+for _name in ("Area", "Insight", "Discussion", "DiscussionReply", "Resource", "Comment",
+              "ContentItem", "SearchResult", "Case", "Report", "ModerationAction"):
+    SCHEMAS[f"{_name}Page"] = page_of(_name)

@@ -7,11 +7,29 @@ follow by themselves.
 
 from __future__ import annotations
 
-from gateway.api import Route
-from gateway.routes import auth, billing, content, gamification, operations, users
+from gateway.api import Route, RouteTable
+from gateway.routes import (
+    areas,
+    auth,
+    billing,
+    content,
+    gamification,
+    insights,
+    moderation,
+    operations,
+    question_status,
+    search,
+    social,
+    users,
+)
 
 __all__ = ["ROUTES", "TABLES"]
 
-TABLES = (auth.routes, users.routes, content.routes, gamification.routes, billing.routes,
-          operations.routes)
+TABLES: tuple[RouteTable, ...] = (
+    auth.routes, users.routes, content.routes, gamification.routes, billing.routes,
+    operations.routes,
+    # the content issue's
+    areas.routes, insights.routes, social.routes, question_status.routes, search.routes,
+    moderation.routes,
+)
 ROUTES: tuple[Route, ...] = tuple(route for table in TABLES for route in table.routes)

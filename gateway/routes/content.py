@@ -1,7 +1,8 @@
 """Questions, answers, acceptance and votes (``actors.knowledge``).
 
-The content issue's areas, insights, comments, likes, search and moderation routes go in
-modules beside this one, in the same style, when that branch lands.
+The content issue's areas, insights, comments, likes, search and moderation routes are in
+the modules beside this one (``areas``, ``insights``, ``social``, ``question_status``,
+``search``, ``moderation``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Final
 from actors.knowledge import STATUSES
 from gateway.api import CURSOR, LIMIT, Call, Param, Reply, RouteTable, path_param
 from gateway.problems import Problem
+from gateway.routes.common import viewer_of
 from gateway.routes.views import answer_json, question_json, vote_json
 
 __all__ = ["routes"]
@@ -22,7 +24,7 @@ _AID: Final = path_param("answer_id", "an answer id (`a_...`)")
 
 
 @routes.post("/questions", summary="Ask a question", body="QuestionRequest",
-             responses={201: "Question"}, problems=(401, 404, 422))
+             responses={201: "Question"}, problems=(401, 403, 404, 422))
 async def post_question(call: Call) -> Reply:
     """Stores the question and emits ``knowledge.question.posted`` (XP to the author)."""
     body = call.body
@@ -53,11 +55,12 @@ async def list_questions(call: Call) -> Reply:
 @routes.get("/questions/{question_id}", summary="A question", auth="optional", params=(_QID,),
             responses={200: "Question"}, problems=(404,))
 async def get_question(call: Call) -> Reply:
-    """The question, with this view counted."""
+    """The question, with this view counted (a hidden one: its author and moderators
+    only)."""
     knowledge = call.gateway.knowledge
     qid = call.path["question_id"]
     await knowledge.view(qid)
-    question = await knowledge.get_question(qid)
+    question = await knowledge.get_question(qid, viewer=await viewer_of(call))
     if question is None:
         raise Problem("not-found", f"question_id: no question {qid!r}", field="question_id",
                       rule="exists")
@@ -65,7 +68,8 @@ async def get_question(call: Call) -> Reply:
 
 
 @routes.post("/questions/{question_id}/answers", summary="Answer a question", params=(_QID,),
-             body="AnswerRequest", responses={201: "Answer"}, problems=(401, 404, 409, 422))
+             body="AnswerRequest", responses={201: "Answer"},
+             problems=(401, 403, 404, 409, 422))
 async def post_answer(call: Call) -> Reply:
     """Stores the answer and emits ``knowledge.answer.submitted`` (XP to the author, then the
     leaderboards and the author's notification socket)."""
