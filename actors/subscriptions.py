@@ -361,7 +361,8 @@ class SubscriptionActor(Actor):
                 if old is None:
                     unit.insert(SUBSCRIPTIONS, doc)
                 else:
-                    unit.update(SUBSCRIPTIONS, self.user_id, {"$set": doc})
+                    unit.update(SUBSCRIPTIONS, self.user_id, {"$set": {
+                        k: v for k, v in doc.items() if k != "_id"}})
                 unit.update(USERS, self.user_id, {"$set": {
                     "tier": tier, "tier_until": None if ends is None else format_timestamp(ends),
                     "updated_at": format_timestamp(now)}})
