@@ -16,7 +16,7 @@ Counting is check-and-increment in one atomic step, so concurrent posts never pa
 - :class:`RedisQuotaCounter` (cluster mode): key ``<prefix>:quota:{user}:{kind}:{period}``, one
   Lua script (:data:`TAKE_SCRIPT`) that refuses at the limit, else increments, and sets the key
   to expire a day after the period ends (the seed's "TTL: end of billing period", with slack for
-  clocks);
+  clocks; the expiry is relative, from the calling node's clock);
 - :class:`StoreQuotaCounter` (embedded mode): a ``quota_counters`` document per key, taken by one
   conditional update (``count < limit``, ``$inc``, upsert): the store runs it as one write (in
   SQLite inside ``BEGIN IMMEDIATE``, so across processes too); at the limit the upsert collides
@@ -31,6 +31,7 @@ taken gives it back (:func:`spending`).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -118,8 +119,10 @@ class TierReader(Protocol):
 class QuotaCounter(Protocol):
     """Where the counts live."""
 
-    async def take(self, key: str, limit: int, expires_at: dt.datetime) -> tuple[bool, int]:
-        """Count one more unless ``limit`` is reached: (taken, the count now)."""
+    async def take(self, key: str, limit: int, *, expires_at: dt.datetime,
+                   now: dt.datetime) -> tuple[bool, int]:
+        """Count one more unless ``limit`` is reached: (taken, the count now). The count may
+        be dropped after ``expires_at`` (``now`` is the caller's clock)."""
         ...
 
     async def give_back(self, key: str) -> None: ...
@@ -147,7 +150,8 @@ class StoreQuotaCounter:
         for collection, spec in INDEXES:
             await self.store.ensure_index(collection, spec)
 
-    async def take(self, key: str, limit: int, expires_at: dt.datetime) -> tuple[bool, int]:
+    async def take(self, key: str, limit: int, *, expires_at: dt.datetime,
+                   now: dt.datetime) -> tuple[bool, int]:
         if limit <= 0:
             return False, await self.used(key)
         try:
@@ -171,7 +175,7 @@ class StoreQuotaCounter:
         return 0 if doc is None else int(doc.get("count", 0))
 
 
-#: KEYS[1] = the counter; ARGV = limit, expiry (Unix seconds). Returns {taken (0|1), count}.
+#: KEYS[1] = the counter; ARGV = limit, seconds to keep it. Returns {taken (0|1), count}.
 TAKE_SCRIPT: Final = """
 local limit = tonumber(ARGV[1])
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -179,7 +183,7 @@ if used >= limit then
   return {0, used}
 end
 used = redis.call('INCR', KEYS[1])
-redis.call('EXPIREAT', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {1, used}
 """
 
@@ -210,9 +214,13 @@ class RedisQuotaCounter:
     def redis_key(self, key: str) -> str:
         return str(self.link.key(key))
 
-    async def take(self, key: str, limit: int, expires_at: dt.datetime) -> tuple[bool, int]:
+    async def take(self, key: str, limit: int, *, expires_at: dt.datetime,
+                   now: dt.datetime) -> tuple[bool, int]:
         script = self._script(TAKE_SCRIPT)
-        args = (str(limit), str(int(expires_at.timestamp())))
+        # A relative expiry from the caller's clock (like the rate limits' time): a node's
+        # clock, not Redis's, says when its period ends.
+        keep = max(1, math.ceil((expires_at - now).total_seconds()))
+        args = (str(limit), str(keep))
         redis_key = self.redis_key(key)
         reply = await self.link.call(
             lambda client: script(keys=[redis_key], args=args, client=client))
@@ -277,7 +285,8 @@ class Quotas:
             return QuotaUse(user_id=user_id, kind=kind, tier=tier, used=0, limit=None,
                             period=period, resets_at=resets_at)
         key = quota_key(user_id, kind, period)
-        taken, used = await self.counter.take(key, limit, resets_at + _KEEP_AFTER_RESET)
+        taken, used = await self.counter.take(key, limit, expires_at=resets_at + _KEEP_AFTER_RESET,
+                                              now=at)
         if not taken:
             await self._announce(user_id, kind, limit, period, correlation_id, resets_at)
             raise QuotaExceeded(user_id=user_id, quota=kind, tier=tier, limit=limit,
