@@ -98,7 +98,7 @@ def parse_time(value: object, field: str = "time") -> dt.datetime | None:
 def _stamp(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def tier_rank(tier: str) -> int:

@@ -54,7 +54,7 @@ def test_the_document_round_trips() -> None:
     sub = _apply(free_subscription("u", START), "subscription.active",
                  polar_subscription("u"))
     doc = sub.as_document()
-    assert doc["_id"] == "u" and doc["current_period_end"] == "2026-02-09T12:00:00.000Z"
+    assert doc["_id"] == "u" and doc["current_period_end"] == "2026-02-09T12:00:00.000000Z"
     assert Subscription.from_document(doc) == sub
 
 
