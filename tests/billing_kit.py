@@ -7,7 +7,7 @@ import datetime as dt
 import functools
 import itertools
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from actors.accounts import Accounts, hasher_for_tests
 from actors.knowledge import Knowledge
 from actors.leaderboard import LeaderboardActor
 from actors.profile import UserProfileActor
-from actors.quotas import Quotas, counter_for
+from actors.quotas import QuotaExceeded, Quotas, counter_for
 from actors.rooms import RoomActor
 from actors.subscriptions import Billing, CurrentTiers, SubscriptionActor
 from actors.wiring import event_router
@@ -89,6 +89,24 @@ def delivery(event_type: str, data: Mapping[str, Any], *, webhook_id: str | None
 
 def polar_body(event_type: str, data: Mapping[str, Any]) -> bytes:
     return json.dumps({"type": event_type, "data": dict(data)}).encode()
+
+
+async def race(n: int, post: Callable[[int], Awaitable[object]]) -> list[str]:
+    """``post(0..n-1)`` all at once: each ``"posted"`` or ``"refused"`` (quota exceeded)."""
+    outcomes: list[str] = []
+
+    async def one(i: int) -> None:
+        try:
+            await post(i)
+            outcomes.append("posted")
+        except QuotaExceeded:
+            outcomes.append("refused")
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for i in range(n):
+                nursery.start_soon(one, i)
+    return outcomes
 
 
 @attrs.define

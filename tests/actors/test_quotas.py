@@ -8,11 +8,10 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
-from billing_kit import BODY, CLOCK, START, Shop, open_shop, polar_subscription
+from billing_kit import BODY, CLOCK, START, Shop, open_shop, polar_subscription, race
 
 from actors.content import Content
 from actors.knowledge import QUESTIONS
@@ -65,23 +64,6 @@ async def _shop(tmp_path: Path, url: str) -> AsyncIterator[Shop]:
         yield s
 
 
-async def _race(n: int, post: Any) -> list[str]:
-    outcomes: list[str] = []
-
-    async def one(i: int) -> None:
-        try:
-            await post(i)
-            outcomes.append("posted")
-        except QuotaExceeded:
-            outcomes.append("refused")
-
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            for i in range(n):
-                nursery.start_soon(one, i)
-    return outcomes
-
-
 async def test_concurrent_posts_never_pass_the_quota(
     tmp_path: Path, backend: str
 ) -> None:
@@ -94,7 +76,7 @@ async def test_concurrent_posts_never_pass_the_quota(
             await shop.knowledge.post_question(author, title=f"Concurrent question {i}",
                                                body=BODY, correlation_id=f"req-{i}")
 
-        outcomes = await _race(80, post)
+        outcomes = await race(80, post)
         assert outcomes.count("posted") == 10 and outcomes.count("refused") == 70
         for uid in (ann, bob):
             assert await shop.store.count(QUESTIONS, {"created_by": uid}) == 5
@@ -105,7 +87,7 @@ async def test_concurrent_posts_never_pass_the_quota(
         assert exceeded[0]["payload"]["resets_at"] == "2026-02-01T00:00:00.000000Z"
         # an upgrade raises the limit for the very next post
         await shop.webhook("subscription.active", polar_subscription(ann))
-        outcomes = await _race(10, lambda i: shop.knowledge.post_question(
+        outcomes = await race(10, lambda i: shop.knowledge.post_question(
             ann, title=f"After the upgrade {i}", body=BODY))
         assert outcomes.count("posted") == 3
         assert await shop.store.count(QUESTIONS, {"created_by": ann}) == 8
@@ -124,7 +106,7 @@ async def test_a_failed_write_gives_its_quota_back(
                 await trio.sleep_forever()
         used = await shop.quotas.counter.used(quota_key(ann, "questions", "2026-01"))
         assert used == 0
-        outcomes = await _race(7, lambda i: shop.knowledge.post_question(
+        outcomes = await race(7, lambda i: shop.knowledge.post_question(
             ann, title=f"Question number {i} ok", body=BODY))
         assert outcomes.count("posted") == 5
 
@@ -140,7 +122,7 @@ async def test_insights_and_resources_have_their_own_quotas(
         with pytest.raises(QuotaExceeded) as info:
             await content.create_insight(ann, title="One insight too many", body=BODY * 3)
         assert info.value.quota == "insights" and info.value.limit == 1
-        outcomes = await _race(6, lambda i: content.share_resource(
+        outcomes = await race(6, lambda i: content.share_resource(
             ann, title=f"A useful link {i}", resource_type="link",
             url=f"https://example.com/{i}"))
         assert outcomes.count("posted") == 2
@@ -152,10 +134,10 @@ async def test_a_month_later_the_counts_start_again(
 ) -> None:
     async with _shop(tmp_path, backend) as shop:
         ann = await shop.user("ann")
-        assert (await _race(6, lambda i: shop.knowledge.post_question(
+        assert (await race(6, lambda i: shop.knowledge.post_question(
             ann, title=f"January question {i}", body=BODY))).count("posted") == 5
         CLOCK.at(dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
-        assert (await _race(6, lambda i: shop.knowledge.post_question(
+        assert (await race(6, lambda i: shop.knowledge.post_question(
             ann, title=f"February question {i}", body=BODY))).count("posted") == 5
         if backend:
             counter = shop.quotas.counter
