@@ -24,7 +24,8 @@ from actors.rooms import RoomActor
 from actors.subscriptions import Billing, CurrentTiers, SubscriptionActor
 from actors.wiring import event_router
 from tektree import Node
-from tektree.persistence import EVENTS, DocumentStore, OutboxRelay
+from tektree.config import StoreConfig
+from tektree.persistence import EVENTS, DocumentStore, OutboxRelay, store_service
 from tektree.reminders import ReminderService, reminders_service
 from tektree.testing import ManualWallClock, open_test_node, test_config
 from tektree.webhooks import signed_headers
@@ -171,23 +172,31 @@ async def build_shop(node: Node) -> Shop:
 
 
 def node_config(data_dir: Path, *, name: str = "test", redis_url: str = "",
-                cluster_options: Mapping[str, Any] | None = None) -> Any:
+                cluster_options: Mapping[str, Any] | None = None, mongo: bool = False) -> Any:
     services: list[Mapping[str, Any]] = [
         {"type": "service", "name": "store", "service": "store"},
         {"type": "service", "name": "cluster", "service": "cluster",
          "options": dict(cluster_options or {})},
         REMINDERS]
-    return test_config(ACTORS, services=services,
-                       node={"name": name, "data_dir": str(data_dir)}, redis_url=redis_url)
+    config = test_config(ACTORS, services=services,
+                         node={"name": name, "data_dir": str(data_dir)}, redis_url=redis_url)
+    if mongo:
+        config = attrs.evolve(config, store=StoreConfig(backend="mongodb",
+                                                        mongo_url="mongodb://mongomock"))
+    return config
 
 
 @asynccontextmanager
 async def open_shop(data_dir: Path, *, name: str = "test", redis_url: str = "",
-                    cluster_options: Mapping[str, Any] | None = None) -> AsyncIterator[Shop]:
+                    cluster_options: Mapping[str, Any] | None = None,
+                    mongo_client: Any = None) -> AsyncIterator[Shop]:
     """A node (store, cluster, reminders on :data:`CLOCK`, the game and subscription actors)
-    and its billing parts."""
+    and its billing parts; ``mongo_client`` (a ``mongomock.MongoClient``): on the MongoDB
+    adapter instead of SQLite."""
     services: dict[str, Any] = {"reminders": functools.partial(reminders_service, clock=CLOCK)}
+    if mongo_client is not None:
+        services["store"] = functools.partial(store_service, mongo_client=mongo_client)
     config = node_config(data_dir, name=name, redis_url=redis_url,
-                         cluster_options=cluster_options)
+                         cluster_options=cluster_options, mongo=mongo_client is not None)
     async with open_test_node(config, actors=ACTORS, services=services) as node:
         yield await build_shop(node)

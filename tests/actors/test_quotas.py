@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import mongomock
 import pytest
 import trio
 from billing_kit import BODY, CLOCK, START, Shop, open_shop, polar_subscription, race
@@ -40,11 +41,12 @@ def _clock() -> Iterator[None]:
     yield
 
 
-@pytest.fixture(params=["store", "redis"])
+@pytest.fixture(params=["store", "mongomock", "redis"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """"" (embedded: the store counts) or the URL of a private redis-server."""
-    if request.param == "store":
-        yield ""
+    """"" (embedded: the SQLite store counts), "mongomock" (the MongoDB adapter counts) or the
+    URL of a private redis-server."""
+    if request.param in ("store", "mongomock"):
+        yield "" if request.param == "store" else "mongomock"
         return
     if redis_server_path() is None:
         message = "redis-server is not installed (apt-get install redis-server)"
@@ -56,8 +58,11 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def _shop(tmp_path: Path, url: str) -> AsyncIterator[Shop]:
-    async with open_shop(tmp_path, redis_url=url, cluster_options=FAST if url else None) as s:
+async def _shop(tmp_path: Path, backend: str) -> AsyncIterator[Shop]:
+    mongo = mongomock.MongoClient() if backend == "mongomock" else None
+    url = backend if backend.startswith("redis") else ""
+    async with open_shop(tmp_path, redis_url=url, cluster_options=FAST if url else None,
+                         mongo_client=mongo) as s:
         s.quotas.catalog = SMALL
         expected = RedisQuotaCounter if url else StoreQuotaCounter
         assert isinstance(s.quotas.counter, expected)
@@ -139,7 +144,7 @@ async def test_a_month_later_the_counts_start_again(
         CLOCK.at(dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
         assert (await race(6, lambda i: shop.knowledge.post_question(
             ann, title=f"February question {i}", body=BODY))).count("posted") == 5
-        if backend:
+        if backend.startswith("redis"):
             counter = shop.quotas.counter
             assert isinstance(counter, RedisQuotaCounter)
             key = counter.redis_key(quota_key(ann, "questions", "2026-02"))

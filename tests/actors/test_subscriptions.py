@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import mongomock
 import pytest
 import trio
 from billing_kit import BODY, CLOCK, START, Shop, open_shop, polar_subscription
@@ -19,6 +21,7 @@ from actors.subscriptions import (
     SUBSCRIPTION_KIND,
     SUBSCRIPTIONS,
     WEBHOOK_DELIVERIES,
+    ApplyPolar,
     GetSubscription,
 )
 from tektree.reminders import REMINDERS
@@ -35,6 +38,13 @@ def _clock() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(params=["sqlite", "mongomock"])
+def mongo(request: pytest.FixtureRequest) -> Any:
+    """None (SQLite), or a mongomock client standing in for MongoDB (units without atomicity),
+    kept across a test's restarts like a server."""
+    return mongomock.MongoClient() if request.param == "mongomock" else None
+
+
 async def _post(shop: Shop, uid: str, n: int) -> None:
     await shop.knowledge.post_question(uid, title=f"Question number {n} here", body=BODY)
 
@@ -45,8 +55,8 @@ async def _user_doc(shop: Shop, uid: str) -> dict[str, object]:
     return doc
 
 
-async def test_every_user_starts_on_free(tmp_path: Path) -> None:
-    async with open_shop(tmp_path) as shop:
+async def test_every_user_starts_on_free(tmp_path: Path, mongo: Any) -> None:
+    async with open_shop(tmp_path, mongo_client=mongo) as shop:
         ann = await shop.user("ann")
         await shop.relay_all()
         doc = await shop.store.get(SUBSCRIPTIONS, ann)
@@ -61,8 +71,10 @@ async def test_every_user_starts_on_free(tmp_path: Path) -> None:
         assert (view["tier"], view["plan_tier"], view["access_until"]) == ("free", "free", None)
 
 
-async def test_upgrade_then_cancel_then_the_period_end_back_to_free(tmp_path: Path) -> None:
-    async with open_shop(tmp_path) as shop:
+async def test_upgrade_then_cancel_then_the_period_end_back_to_free(
+    tmp_path: Path, mongo: Any
+) -> None:
+    async with open_shop(tmp_path, mongo_client=mongo) as shop:
         shop.quotas.catalog = SMALL
         ann = await shop.user("ann")
         await shop.relay_all()
@@ -120,8 +132,8 @@ async def test_upgrade_then_cancel_then_the_period_end_back_to_free(tmp_path: Pa
                 usage["questions"].period) == (2, 0, "2026-02")
 
 
-async def test_uncanceled_before_the_end_keeps_the_tier(tmp_path: Path) -> None:
-    async with open_shop(tmp_path) as shop:
+async def test_uncanceled_before_the_end_keeps_the_tier(tmp_path: Path, mongo: Any) -> None:
+    async with open_shop(tmp_path, mongo_client=mongo) as shop:
         ann = await shop.user("ann")
         await shop.relay_all()
         await shop.webhook("subscription.active", polar_subscription(ann, product="prod_team"))
@@ -138,8 +150,8 @@ async def test_uncanceled_before_the_end_keeps_the_tier(tmp_path: Path) -> None:
         assert await shop.tiers.tier_of(ann) == "team"
 
 
-async def test_revoked_removes_access_at_once(tmp_path: Path) -> None:
-    async with open_shop(tmp_path) as shop:
+async def test_revoked_removes_access_at_once(tmp_path: Path, mongo: Any) -> None:
+    async with open_shop(tmp_path, mongo_client=mongo) as shop:
         ann = await shop.user("ann")
         await shop.relay_all()
         await shop.webhook("subscription.active", polar_subscription(ann))
@@ -156,8 +168,8 @@ async def test_revoked_removes_access_at_once(tmp_path: Path) -> None:
         assert [e["payload"]["new_tier"] for e in downgraded] == ["free"]
 
 
-async def test_past_due_keeps_the_tier_until_the_grace_ends(tmp_path: Path) -> None:
-    async with open_shop(tmp_path) as shop:
+async def test_past_due_keeps_the_tier_until_the_grace_ends(tmp_path: Path, mongo: Any) -> None:
+    async with open_shop(tmp_path, mongo_client=mongo) as shop:
         ann = await shop.user("ann")
         await shop.relay_all()
         await shop.webhook("subscription.active", polar_subscription(ann))
@@ -170,9 +182,9 @@ async def test_past_due_keeps_the_tier_until_the_grace_ends(tmp_path: Path) -> N
 
 
 async def test_a_replayed_delivery_changes_nothing_even_after_a_restart(
-    tmp_path: Path
+    tmp_path: Path, mongo: Any
 ) -> None:
-    async with open_shop(tmp_path) as shop:
+    async with open_shop(tmp_path, mongo_client=mongo) as shop:
         ann = await shop.user("ann")
         await shop.relay_all()
         first = await shop.webhook("subscription.active", polar_subscription(ann),
@@ -193,13 +205,13 @@ async def test_a_replayed_delivery_changes_nothing_even_after_a_restart(
                 nursery.start_soon(again)
         assert replies == ["duplicate"] * 5
         assert await shop.tiers.tier_of(ann) == "pro"
-    async with open_shop(tmp_path) as shop:  # a restart: the ids are in the store
+    # a restart: the ids are in the store
+    async with open_shop(tmp_path, mongo_client=mongo) as shop:
         reply = await shop.webhook("subscription.revoked", polar_subscription(ann),
                                    webhook_id="msg_once")
         assert reply["outcome"] == "duplicate"
         # the actor itself refuses it too (a race past the gateway's pre-check)
-        reply = await shop.node.system.ref(SUBSCRIPTION_KIND, ann).ask(__import__(
-            "actors.subscriptions", fromlist=["ApplyPolar"]).ApplyPolar(
+        reply = await shop.node.system.ref(SUBSCRIPTION_KIND, ann).ask(ApplyPolar(
             webhook_id="msg_once", event_type="subscription.revoked",
             data=polar_subscription(ann), products={"prod_pro": "pro"}))
         assert reply["outcome"] == "duplicate"
@@ -208,8 +220,10 @@ async def test_a_replayed_delivery_changes_nothing_even_after_a_restart(
         assert await shop.tiers.tier_of(ann) == "pro"
 
 
-async def test_deliveries_that_concern_nobody_are_recorded_and_ignored(tmp_path: Path) -> None:
-    async with open_shop(tmp_path) as shop:
+async def test_deliveries_that_concern_nobody_are_recorded_and_ignored(
+    tmp_path: Path, mongo: Any
+) -> None:
+    async with open_shop(tmp_path, mongo_client=mongo) as shop:
         ann = await shop.user("ann")
         await shop.relay_all()
         cases = [
