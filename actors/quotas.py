@@ -38,6 +38,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, Protocol
 
 import attrs
+import structlog
 import trio
 
 from actors import events
@@ -55,6 +56,7 @@ __all__ = [
     "TAKE_SCRIPT",
     "QuotaCounter",
     "QuotaExceeded",
+    "QuotaUnavailable",
     "QuotaUse",
     "Quotas",
     "RedisQuotaCounter",
@@ -71,6 +73,7 @@ INDEXES: Final = (
     (QUOTA_COUNTERS, IndexSpec(fields=(("user_id", 1), ("period", 1)),
                                name="quota_counters_user_period")),
 )
+_log = structlog.get_logger("actors.quotas")
 #: Keys stay a day past their period's end (clock slack between nodes).
 _KEEP_AFTER_RESET: Final = dt.timedelta(days=1)
 
@@ -197,13 +200,28 @@ return 0
 """
 
 
+class QuotaUnavailable(Exception):
+    """The quota counts cannot be reached (Redis down): the post is refused rather than
+    counted nowhere; retry."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"quota counts unavailable: {detail}")
+        self.detail = detail
+
+
 class RedisQuotaCounter:
     """Counts in Redis (cluster mode): ``link`` is the node's ``RedisLink``
-    (``system.extensions["redis"]``); one ``EVALSHA`` per take."""
+    (``system.extensions["redis"]``); one ``EVALSHA`` per take. While Redis is unreachable a
+    take raises :class:`QuotaUnavailable` at once (no waiting, no count kept elsewhere, which
+    could let two nodes pass the limit); a give-back that fails is logged and lost (the user is
+    then charged one post too many, never one too few)."""
 
     def __init__(self, link: Any) -> None:
         self.link = link
         self._scripts: dict[str, Any] = {}
+        from tektree.cluster import TRANSIENT_ERRORS  # not loaded on an embedded node
+
+        self._transient: tuple[type[BaseException], ...] = tuple(TRANSIENT_ERRORS)
 
     def _script(self, source: str) -> Any:
         script = self._scripts.get(source)
@@ -222,14 +240,21 @@ class RedisQuotaCounter:
         keep = max(1, math.ceil((expires_at - now).total_seconds()))
         args = (str(limit), str(keep))
         redis_key = self.redis_key(key)
-        reply = await self.link.call(
-            lambda client: script(keys=[redis_key], args=args, client=client))
+        try:
+            reply = await self.link.call(
+                lambda client: script(keys=[redis_key], args=args, client=client), retry=False)
+        except self._transient as exc:
+            raise QuotaUnavailable(f"Redis unreachable ({exc!r})") from None
         return bool(int(reply[0])), int(reply[1])
 
     async def give_back(self, key: str) -> None:
         script = self._script(GIVE_BACK_SCRIPT)
         redis_key = self.redis_key(key)
-        await self.link.call(lambda client: script(keys=[redis_key], args=(), client=client))
+        try:
+            await self.link.call(lambda client: script(keys=[redis_key], args=(),
+                                                       client=client), retry=False)
+        except self._transient as exc:
+            _log.warning("quota not given back: Redis unreachable", key=key, error=repr(exc))
 
     async def used(self, key: str) -> int:
         redis_key = self.redis_key(key)

@@ -17,7 +17,7 @@ import structlog
 
 from actors.accounts import AccountError, AuthenticationFailed
 from actors.knowledge import KnowledgeError
-from actors.quotas import QuotaExceeded
+from actors.quotas import QuotaExceeded, QuotaUnavailable
 from actors.rules import BoardNameError
 from gateway.problems import Problem
 from tektree import ActorFailed, AskTimeout, MailboxFull, NodeStopping
@@ -53,6 +53,10 @@ def problem_for(exc: BaseException) -> Problem | None:
                        rule=exc.rule)
     if isinstance(exc, QuotaExceeded):
         return quota_problem(exc)
+    if isinstance(exc, QuotaUnavailable):
+        _log.warning("quota counts unavailable", error=str(exc))
+        return Problem("not-available", "the quota counts cannot be reached; retry",
+                       headers={"Retry-After": "1"}, rule="capacity")
     if isinstance(exc, AuthenticationFailed):
         return Problem("invalid-credentials", "email or password is wrong", rule="credentials")
     if isinstance(exc, BoardNameError):

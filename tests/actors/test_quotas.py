@@ -19,13 +19,14 @@ from actors.knowledge import QUESTIONS
 from actors.quotas import (
     QUOTA_COUNTERS,
     QuotaExceeded,
+    QuotaUnavailable,
     RedisQuotaCounter,
     StoreQuotaCounter,
     quota_key,
     spending,
 )
 from actors.rules.tiers import tiers_from_mapping
-from tektree.testing.redis import open_redis_server, redis_server_path
+from tektree.testing.redis import RedisServer, open_redis_server, redis_server_path
 
 SMALL = tiers_from_mapping({
     "free": {"quotas": {"questions": 5, "insights": 1, "resource_uploads": 2}},
@@ -167,3 +168,15 @@ async def test_an_unlimited_tier_counts_nothing(tmp_path: Path) -> None:
         assert await shop.store.count(QUOTA_COUNTERS) == 0
         with pytest.raises(ValueError, match="unknown quota kind"):
             await shop.quotas.consume(ann, "answers")
+
+
+async def test_with_redis_down_a_post_is_refused_not_counted_nowhere(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with _shop(tmp_path, redis_server.url) as shop:
+        ann = await shop.user("ann")
+        await shop.knowledge.post_question(ann, title="Before Redis goes", body=BODY)
+        await redis_server.kill()
+        with trio.fail_after(20), pytest.raises(QuotaUnavailable):
+            await shop.knowledge.post_question(ann, title="While Redis is down", body=BODY)
+        assert await shop.store.count(QUESTIONS, {"created_by": ann}) == 1
