@@ -387,6 +387,9 @@ class SubscriptionActor(Actor):
                 await self.ctx.reminders.register(_REMINDER, ExpireAccess(), due_at=ends)
         except RemindersNotRunning:
             pass  # the tier still lapses on time: tier_now() reads tier_until
+        except Exception as exc:  # committed already: the reminder only tidies up after
+            _log.warning("access-end reminder not set", user_id=self.user_id,
+                         ends=None if ends is None else format_timestamp(ends), error=repr(exc))
 
 
 # -- the webhook entry -------------------------------------------------------------------------
