@@ -247,3 +247,17 @@ async def test_deliveries_that_concern_nobody_are_recorded_and_ignored(
         paid = await shop.events("payment.invoice.paid")
         assert [e["payload"] for e in paid] == [{"user_id": ann, "order_id": "ord_9",
                                                  "amount_cents": 1200, "currency": "USD"}]
+
+
+async def test_an_operators_tier_does_not_lapse_with_a_canceled_plan(
+    tmp_path: Path, mongo: Any
+) -> None:
+    async with open_shop(tmp_path, mongo_client=mongo) as shop:
+        ann = await shop.user("ann")
+        await shop.relay_all()
+        await shop.webhook("subscription.active", polar_subscription(ann))
+        await shop.webhook("subscription.canceled",
+                           polar_subscription(ann, cancel_at_period_end=True))
+        await shop.accounts.set_tier(ann, "enterprise")
+        CLOCK.at(END + dt.timedelta(seconds=1))
+        assert await shop.tiers.tier_of(ann) == "enterprise"
