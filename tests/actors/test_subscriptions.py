@@ -45,6 +45,13 @@ def mongo(request: pytest.FixtureRequest) -> Any:
     return mongomock.MongoClient() if request.param == "mongomock" else None
 
 
+async def _registered(shop: Shop) -> str:
+    """A new user, their registration relayed (so their Free subscription exists)."""
+    uid = await shop.user("ann")
+    await shop.relay_all()
+    return uid
+
+
 async def _post(shop: Shop, uid: str, n: int) -> None:
     await shop.knowledge.post_question(uid, title=f"Question number {n} here", body=BODY)
 
@@ -57,8 +64,7 @@ async def _user_doc(shop: Shop, uid: str) -> dict[str, object]:
 
 async def test_every_user_starts_on_free(tmp_path: Path, mongo: Any) -> None:
     async with open_shop(tmp_path, mongo_client=mongo) as shop:
-        ann = await shop.user("ann")
-        await shop.relay_all()
+        ann = await _registered(shop)
         doc = await shop.store.get(SUBSCRIPTIONS, ann)
         assert doc is not None and (doc["tier"], doc["status"], doc["rev"]) == (
             "free", "active", 1)
@@ -76,8 +82,7 @@ async def test_upgrade_then_cancel_then_the_period_end_back_to_free(
 ) -> None:
     async with open_shop(tmp_path, mongo_client=mongo) as shop:
         shop.quotas.catalog = SMALL
-        ann = await shop.user("ann")
-        await shop.relay_all()
+        ann = await _registered(shop)
         for n in range(2):
             await _post(shop, ann, n)
         with pytest.raises(QuotaExceeded) as info:
@@ -134,8 +139,7 @@ async def test_upgrade_then_cancel_then_the_period_end_back_to_free(
 
 async def test_uncanceled_before_the_end_keeps_the_tier(tmp_path: Path, mongo: Any) -> None:
     async with open_shop(tmp_path, mongo_client=mongo) as shop:
-        ann = await shop.user("ann")
-        await shop.relay_all()
+        ann = await _registered(shop)
         await shop.webhook("subscription.active", polar_subscription(ann, product="prod_team"))
         await shop.webhook("subscription.canceled",
                            polar_subscription(ann, product="prod_team",
@@ -152,8 +156,7 @@ async def test_uncanceled_before_the_end_keeps_the_tier(tmp_path: Path, mongo: A
 
 async def test_revoked_removes_access_at_once(tmp_path: Path, mongo: Any) -> None:
     async with open_shop(tmp_path, mongo_client=mongo) as shop:
-        ann = await shop.user("ann")
-        await shop.relay_all()
+        ann = await _registered(shop)
         await shop.webhook("subscription.active", polar_subscription(ann))
         await shop.webhook("subscription.canceled",
                            polar_subscription(ann, cancel_at_period_end=True))
@@ -170,8 +173,7 @@ async def test_revoked_removes_access_at_once(tmp_path: Path, mongo: Any) -> Non
 
 async def test_past_due_keeps_the_tier_until_the_grace_ends(tmp_path: Path, mongo: Any) -> None:
     async with open_shop(tmp_path, mongo_client=mongo) as shop:
-        ann = await shop.user("ann")
-        await shop.relay_all()
+        ann = await _registered(shop)
         await shop.webhook("subscription.active", polar_subscription(ann))
         reply = await shop.webhook("subscription.past_due", polar_subscription(ann))
         assert (reply["tier"], reply["status"], reply["access_until"]) == (
@@ -185,8 +187,7 @@ async def test_a_replayed_delivery_changes_nothing_even_after_a_restart(
     tmp_path: Path, mongo: Any
 ) -> None:
     async with open_shop(tmp_path, mongo_client=mongo) as shop:
-        ann = await shop.user("ann")
-        await shop.relay_all()
+        ann = await _registered(shop)
         first = await shop.webhook("subscription.active", polar_subscription(ann),
                                    webhook_id="msg_once")
         assert first["outcome"] == "applied"
@@ -224,8 +225,7 @@ async def test_deliveries_that_concern_nobody_are_recorded_and_ignored(
     tmp_path: Path, mongo: Any
 ) -> None:
     async with open_shop(tmp_path, mongo_client=mongo) as shop:
-        ann = await shop.user("ann")
-        await shop.relay_all()
+        ann = await _registered(shop)
         cases = [
             ("checkout.created", {"id": "chk_1"}, "not handled"),
             ("subscription.active", {**polar_subscription(ann), "customer": {}}, "no TekTree"),
@@ -253,8 +253,7 @@ async def test_an_operators_tier_does_not_lapse_with_a_canceled_plan(
     tmp_path: Path, mongo: Any
 ) -> None:
     async with open_shop(tmp_path, mongo_client=mongo) as shop:
-        ann = await shop.user("ann")
-        await shop.relay_all()
+        ann = await _registered(shop)
         await shop.webhook("subscription.active", polar_subscription(ann))
         await shop.webhook("subscription.canceled",
                            polar_subscription(ann, cancel_at_period_end=True))
