@@ -368,7 +368,8 @@ class Accounts:
     async def set_tier(self, uid: str, tier: str) -> User:
         if tier not in TIERS:
             raise AccountError("tier", "enum", f"{tier!r} is not one of {', '.join(TIERS)}")
-        return await self._set(uid, {"tier": tier})
+        # An operator's tier holds until billing changes it next (no lapse of a canceled plan).
+        return await self._set(uid, {"tier": tier, "tier_until": None})
 
     async def _set(self, uid: str, changes: dict[str, Any]) -> User:
         changes["updated_at"] = _now(None)

@@ -84,6 +84,7 @@ from actors.knowledge import (
     validate_tags,
     validate_text,
 )
+from actors.quotas import spending
 from tektree.persistence import Unit
 
 ContentRecord = Question | Insight | Discussion | Resource
@@ -181,7 +182,8 @@ class Content(DiscussionOps):
             "like_count": 0, "comment_count": 0, "featured": False, "listed": False,
             "estimated_read_time_minutes": estimated_read_time_minutes(body), "rev": 0,
         }
-        await self.store.insert(INSIGHTS, doc)
+        async with spending(self.quotas, author_id, "insights"):
+            await self.store.insert(INSIGHTS, doc)
         return Insight.from_document(doc)
 
     async def publish_insight(
@@ -339,8 +341,10 @@ class Content(DiscussionOps):
         uploaded = events.ResourceUploaded(resource_id=rid, author_id=author_id, title=title,
                                            resource_type=resource_type, tags=clean_tags,
                                            area_ids=areas)
-        await self._insert_counted("resource", doc, self.envelope(
-            uploaded, f"evt_resource_uploaded_{rid}", correlation_id, stamp))
+        async with spending(self.quotas, author_id, "resource_uploads",
+                            correlation_id=correlation_id):
+            await self._insert_counted("resource", doc, self.envelope(
+                uploaded, f"evt_resource_uploaded_{rid}", correlation_id, stamp))
         return Resource.from_document(doc)
 
     async def get_resource(self, resource_id: str, *, viewer: Viewer = ANONYMOUS

@@ -22,6 +22,7 @@ from actors import events
 from actors.accounts import USERS, Viewer
 from actors.content_core import VISIBILITIES, Revision, revise
 from actors.knowledge import KnowledgeError, find_page
+from actors.quotas import Quotas
 from tektree.persistence import (
     DocumentStore,
     DomainEvent,
@@ -127,9 +128,12 @@ class StoreService:
     INDEXES: ClassVar[tuple[tuple[str, IndexSpec], ...]] = ()
     PRODUCER: ClassVar[str] = "knowledge"
 
-    def __init__(self, store: DocumentStore, *, producer_id: str | None = None) -> None:
+    def __init__(self, store: DocumentStore, *, producer_id: str | None = None,
+                 quotas: Quotas | None = None) -> None:
         self.store = store
         self._producer = producer_id or self.PRODUCER
+        #: Monthly quotas (``insights``, ``resource_uploads``) counted on creation (None: none).
+        self.quotas = quotas
 
     async def ensure_indexes(self) -> None:
         for collection, spec in self.INDEXES:

@@ -421,12 +421,13 @@ class SubscriptionCancelled:
     access_until: str | None = None
 
 
-@event("payment.quota.exceeded")
+@event("payment.quota.exceeded", "1.1.0")
 class QuotaExceeded:
     user_id: str
     quota: str
     limit: int
     period: str
+    resets_at: str = ""
 
 
 @event("payment.invoice.paid")
@@ -435,6 +436,24 @@ class InvoicePaid:
     order_id: str
     amount_cents: int
     currency: str = "USD"
+
+
+@event("payment.subscription.reactivated")
+class SubscriptionReactivated:
+    """A canceled subscription un-canceled before its period ended (Polar's
+    ``subscription.uncanceled``)."""
+
+    user_id: str
+    tier: str
+
+
+@event("payment.subscription.past_due")
+class SubscriptionPastDue:
+    """A renewal payment failed; the tier holds until ``access_until`` unless Polar revokes."""
+
+    user_id: str
+    tier: str
+    access_until: str | None = None
 
 
 def event_type_of(evt: object) -> str:
@@ -559,6 +578,8 @@ __all__ = [
     "SubscriptionCancelled",
     "SubscriptionCreated",
     "SubscriptionDowngraded",
+    "SubscriptionPastDue",
+    "SubscriptionReactivated",
     "SubscriptionUpgraded",
     "UserAuthenticated",
     "UserEmailVerified",

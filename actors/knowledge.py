@@ -39,6 +39,7 @@ import attrs
 from actors import events
 from actors.accounts import Viewer, ensure_active
 from actors.content_core import count_content, ref_docs, unusable_areas, visible_to, write_refs
+from actors.quotas import Quotas, spending
 from tektree.persistence import (
     EVENTS,
     DocumentStore,
@@ -315,9 +316,12 @@ class Knowledge:
     """Question and answer operations over a :class:`DocumentStore`. Call :meth:`ensure_indexes`
     once. Author and voter ids are taken as authenticated by the caller (the gateway)."""
 
-    def __init__(self, store: DocumentStore, *, producer_id: str = "knowledge") -> None:
+    def __init__(self, store: DocumentStore, *, producer_id: str = "knowledge",
+                 quotas: Quotas | None = None) -> None:
         self.store = store
         self._producer = producer_id
+        #: The monthly ``questions`` quota, counted when a question is posted (None: none).
+        self.quotas = quotas
 
     async def ensure_indexes(self) -> None:
         for collection, spec in INDEXES:
@@ -361,7 +365,8 @@ class Knowledge:
         }
         posted = events.QuestionPosted(question_id=qid, author_id=author_id, title=title,
                                        tags=clean_tags, area_ids=areas)
-        async with self.store.unit() as unit:
+        async with spending(self.quotas, author_id, "questions",
+                            correlation_id=correlation_id), self.store.unit() as unit:
             unit.add_event(self._envelope(posted, f"evt_question_posted_{qid}", correlation_id,
                                           stamp))
             unit.insert(QUESTIONS, doc)

@@ -10,6 +10,8 @@ relay = OutboxRelay(node.store, event_router(node.system))     # or the service 
 ``knowledge.answer.accepted`` → the answerer and the asker, a new up-vote
 (``knowledge.content.voted``, value 1) → the content's author, and so on. Events that credit
 nobody (the gamification events the profiles emit themselves, payments...) are skipped.
+``user.registered`` also starts the user's Free subscription (``SubscriptionActor``,
+:class:`~actors.subscriptions.EnsureSubscription`) when this node runs the ``subscription`` pool.
 
 Delivery is at-least-once end to end: ``route_event`` *asks* each profile, so it returns only
 after the profile has journaled the event (or recognised it), and the relay marks an event
@@ -28,6 +30,7 @@ import structlog
 import trio
 
 from actors.profile import USER_KIND, ApplyEvent, InvalidEvent, credits
+from actors.subscriptions import SUBSCRIPTION_KIND, EnsureSubscription
 from tektree import ActorSystem
 from tektree.persistence import OutboxRelay, StoreNotRunning
 
@@ -65,6 +68,12 @@ async def route_event(
     for credit in targets:
         reply = await system.ref(USER_KIND, credit.user_id).ask(message, timeout=timeout)
         replies.append(reply)
+    if event_type == "user.registered" and SUBSCRIPTION_KIND in system.pools:
+        user_id = payload.get("user_id")
+        if isinstance(user_id, str) and user_id:
+            replies.append(await system.ref(SUBSCRIPTION_KIND, user_id).ask(
+                EnsureSubscription(cause_id=event_id), timeout=timeout))
+            return replies
     if not targets:
         await trio.lowlevel.checkpoint()
     return replies

@@ -13,8 +13,11 @@ else in-process.
 
 from __future__ import annotations
 
+import os
+import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,18 +35,24 @@ from actors.content_questions import QuestionStatus
 from actors.content_social import Social
 from actors.knowledge import Knowledge
 from actors.moderation import Moderation
+from actors.quotas import Quotas, counter_for
 from actors.rules.tiers import load_tiers
 from actors.search import Search
+from actors.subscriptions import Billing, CurrentTiers
 from gateway.options import GatewayOptions
 from gateway.ratelimit import LocalLimiter, RateLimiter, RedisLimiter
 from gateway.sessions import Sessions
-from gateway.tiers import AccountTiers, RatePolicy, TierSource
+from gateway.tiers import RatePolicy, TierSource
 from gateway.tokens import TokenAuthority, load_or_create_key, load_public_key
 from tektree import Node
 from tektree.config import ConfigError
 from tektree.persistence import DocumentStore
+from tektree.webhooks import secret_key
 
-__all__ = ["ContentServices", "Gateway", "HttpMetrics", "open_gateway"]
+__all__ = ["WEBHOOK_SECRET_ENV", "ContentServices", "Gateway", "HttpMetrics", "open_gateway"]
+
+#: Where the Polar webhook secret comes from when ``billing.webhook_secret`` is empty.
+WEBHOOK_SECRET_ENV = "TEKTREE_POLAR_WEBHOOK_SECRET"
 
 _log = structlog.get_logger("tektree.gateway")
 
@@ -126,6 +135,14 @@ class Gateway:
     known_users: OrderedDict[str, None] = attrs.field(factory=OrderedDict)
     #: The OpenAPI document of the app serving this gateway (set by ``create_app``).
     openapi: dict[str, Any] = attrs.field(factory=dict)
+    #: Subscriptions and the Polar webhook (``actors.subscriptions``).
+    billing: Billing | None = None
+    #: The tiers' monthly quotas (None: ``billing.quotas = false``).
+    quotas: Quotas | None = None
+    #: The Polar webhook's signing secret ("" = the webhook answers 503).
+    webhook_secret: str = ""
+    #: Unix time for webhook timestamps (tests move it).
+    wall_clock: Callable[[], float] = time.time
 
 
 def _read_public_keys(paths: tuple[str, ...]) -> list[Any]:
@@ -175,12 +192,29 @@ async def open_gateway(
         await part.ensure_indexes()
     link = node.system.extensions.get("redis")
     limiter: RateLimiter = LocalLimiter() if link is None else RedisLimiter(link)
+    tiers = CurrentTiers(store)
+    quotas = None
+    if options.billing.quotas:
+        quotas = Quotas(store, counter_for(store, link), tiers=tiers, catalog=catalog,
+                        producer_id=f"gateway@{node.name}")
+        await quotas.ensure_indexes()
+        knowledge.quotas = quotas
+        content.content.quotas = quotas  # insights and resource uploads
+    try:
+        billing = Billing(node.system, store, products=options.billing.products)
+        secret = options.billing.webhook_secret or os.environ.get(WEBHOOK_SECRET_ENV, "")
+        if secret:
+            secret_key(secret)
+    except ValueError as exc:
+        raise ConfigError("gateway.options.billing", str(exc)) from None
+    await billing.ensure_indexes()
     _log.info("gateway ready", signing_key=tokens.key.kid, key_file=str(key_path),
               rate_limits="off" if not options.rate_limits else
               ("redis" if link is not None else "in-process"))
     return Gateway(
         node=node, options=options, store=store, tokens=tokens, sessions=sessions,
-        accounts=accounts, knowledge=knowledge, tiers=AccountTiers(store),
+        accounts=accounts, knowledge=knowledge, tiers=tiers,
         rates=RatePolicy(catalog=catalog,
                          anonymous_requests_per_minute=options.anonymous_rpm()),
-        limiter=limiter, metrics=HttpMetrics.register(node.metrics), content=content)
+        limiter=limiter, metrics=HttpMetrics.register(node.metrics), content=content,
+        billing=billing, quotas=quotas, webhook_secret=secret)

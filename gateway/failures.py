@@ -10,17 +10,21 @@ logged with its origin, never shown to the client).
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from typing import Final
 
 import structlog
 
 from actors.accounts import AccountError, AuthenticationFailed
 from actors.knowledge import KnowledgeError
+from actors.quotas import QuotaExceeded, QuotaUnavailable
 from actors.rules import BoardNameError
 from gateway.problems import Problem
 from tektree import ActorFailed, AskTimeout, MailboxFull, NodeStopping
+from tektree.persistence import format_timestamp
 
-__all__ = ["problem_for"]
+__all__ = ["problem_for", "quota_problem"]
 
 _log = structlog.get_logger("tektree.gateway")
 
@@ -51,6 +55,12 @@ def problem_for(exc: BaseException) -> Problem | None:
         field = _public_field(exc.field)
         return Problem(slug, f"{field}: {exc.detail}", status=status, field=field,
                        rule=exc.rule)
+    if isinstance(exc, QuotaExceeded):
+        return quota_problem(exc)
+    if isinstance(exc, QuotaUnavailable):
+        _log.warning("quota counts unavailable", error=str(exc))
+        return Problem("not-available", "the quota counts cannot be reached; retry",
+                       headers={"Retry-After": "1"}, rule="capacity")
     if isinstance(exc, AuthenticationFailed):
         return Problem("invalid-credentials", "email or password is wrong", rule="credentials")
     if isinstance(exc, BoardNameError):
@@ -65,3 +75,13 @@ def problem_for(exc: BaseException) -> Problem | None:
         _log.error("actor failed while serving a request", error=str(exc))
         return Problem("internal-error", "the server failed to handle the request; see its logs")
     return None
+
+
+def quota_problem(exc: QuotaExceeded) -> Problem:
+    """429 ``quota-exceeded``: the quota, the limit, the count and when it resets (also as
+    ``Retry-After``, in seconds)."""
+    wait = max(1, math.ceil((exc.resets_at - dt.datetime.now(dt.UTC)).total_seconds()))
+    return Problem("quota-exceeded", f"{exc.quota}: {exc.detail}",
+                   headers={"Retry-After": str(wait)}, field=exc.quota, rule="quota",
+                   quota=exc.quota, tier=exc.tier, limit=exc.limit, used=exc.used,
+                   period=exc.period, resets_at=format_timestamp(exc.resets_at))

@@ -23,11 +23,30 @@ import attrs
 
 from tektree.config import ConfigError, Pattern, parse_options, rules
 
-__all__ = ["GatewayOptions", "gateway_options"]
+__all__ = ["BillingOptions", "GatewayOptions", "gateway_options"]
 
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _LIMIT = Pattern(regex=re.compile(r"unlimited|[1-9][0-9]*"),
                  hint="a whole number of requests a minute > 0, or 'unlimited'")
+
+
+@attrs.frozen(kw_only=True)
+class BillingOptions:
+    """The ``billing`` table of the gateway's options: the Polar webhook."""
+
+    webhook_secret: str = attrs.field(
+        default="", metadata=rules("the Polar webhook's signing secret ('whsec_<base64>' or "
+                                   "the secret as Polar shows it); '' = "
+                                   "$TEKTREE_POLAR_WEBHOOK_SECRET, and with neither the "
+                                   "webhook answers 503"))
+    webhook_tolerance_seconds: float = attrs.field(
+        default=300.0, metadata=rules("how far a delivery's webhook-timestamp may be from now, "
+                                      "either way", gt=0))
+    products: Mapping[str, Any] = attrs.field(
+        factory=dict, metadata=rules("Polar product id -> tier ('pro', 'team', 'enterprise')"))
+    quotas: bool = attrs.field(
+        default=True, metadata=rules("enforce the tiers' monthly quotas (questions, insights, "
+                                     "resource uploads)"))
 
 
 @attrs.frozen(kw_only=True)
@@ -78,6 +97,8 @@ class GatewayOptions:
                                        "drops it"))
     access_log: bool = attrs.field(
         default=False, metadata=rules("one log line per request (method, path, status, ms)"))
+    billing: BillingOptions = attrs.field(
+        factory=BillingOptions, metadata=rules("the Polar webhook and the quotas (a table)"))
 
     def anonymous_rpm(self) -> int | None:
         value = self.anonymous_requests_per_minute

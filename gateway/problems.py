@@ -51,6 +51,9 @@ PROBLEM_TYPES: Final[Mapping[str, tuple[int, str]]] = {
     "not-ready": (503, "Node not ready"),
     "upstream-timeout": (504, "The domain did not answer in time"),
     "http-error": (400, "HTTP error"),
+    "invalid-webhook": (400, "Malformed webhook delivery"),
+    "invalid-signature": (401, "Webhook signature refused"),
+    "quota-exceeded": (429, "Monthly quota exceeded"),
 }
 
 

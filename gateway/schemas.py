@@ -477,3 +477,44 @@ SCHEMAS.update(_content_schemas())
 for _name in ("Area", "Insight", "Discussion", "DiscussionReply", "Resource", "Comment",
               "ContentItem", "SearchResult", "Case", "Report", "ModerationAction"):
     SCHEMAS[f"{_name}Page"] = page_of(_name)
+
+
+# -- billing (gateway/routes/billing.py) --------------------------------------------------------
+_QUOTA: Final[Schema] = _object(["used", "limit", "period", "resets_at"], {
+    "used": {"type": "integer", "minimum": 0},
+    "limit": {"type": ["integer", "null"], "minimum": 0, "description": "null = unlimited"},
+    "period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$",
+               "description": "the UTC calendar month counted"},
+    "resets_at": _TIME,
+})
+SCHEMAS.update({
+    "QuotaUsage": _QUOTA,
+    "Subscription": _object(
+        ["user_id", "tier", "plan_tier", "status", "billing_cycle", "current_period_end",
+         "access_until", "quotas"], {
+            "user_id": _STR,
+            "tier": {**_TIER, "description": "the tier in force now (limits and quotas)"},
+            "plan_tier": {**_TIER, "description": "the tier subscribed to (a canceled plan "
+                                                  "keeps it until its period ends)"},
+            "status": {"type": "string", "enum": ["active", "trialing", "past_due",
+                                                  "canceled"]},
+            "billing_cycle": {"type": "string", "enum": ["monthly", "annual"]},
+            "polar_subscription_id": {"type": ["string", "null"]},
+            "current_period_start": _TIME_OR_NULL, "current_period_end": _TIME_OR_NULL,
+            "cancel_at": _TIME_OR_NULL, "canceled_at": _TIME_OR_NULL,
+            "access_until": {**_TIME_OR_NULL, "description": "when the paid tier lapses "
+                                                             "unless renewed (null: it does "
+                                                             "not)"},
+            "updated_at": _TIME_OR_NULL,
+            "quotas": _object(["questions", "insights", "resource_uploads"], {
+                kind: {"$ref": "#/components/schemas/QuotaUsage"}
+                for kind in ("questions", "insights", "resource_uploads")}),
+        }),
+    "WebhookReceipt": _object(["webhook_id", "outcome"], {
+        "webhook_id": _STR,
+        "outcome": {"type": "string", "enum": ["applied", "duplicate", "ignored"],
+                    "description": "duplicate: delivered before, nothing done; ignored: "
+                                   "recorded, nothing to change (reason says why)"},
+        "reason": _STR,
+    }),
+})

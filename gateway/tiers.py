@@ -3,8 +3,9 @@
 :class:`TierSource` is the one question the gateway asks (``await tier_of(user_id)``), so a
 tier change applies to the user's very next request. :class:`AccountTiers` answers it from the
 accounts' ``users`` document (one point read through the store's batched reader, no cache to
-go stale). When billing lands, a source over ``actors.subscriptions.effective_tier(system,
-user_id)`` replaces it without touching anything else (``Gateway.tiers``).
+go stale). The gateway uses ``actors.subscriptions.CurrentTiers``: the same read, plus the
+``tier_until`` a canceled plan lapses at (billing writes both), so a period end applies to the
+next request too.
 
 :class:`RatePolicy` turns a tier (or an anonymous client) into the :class:`~gateway.ratelimit.
 Quota` of its bucket, from the tier catalog of ``actors.rules.tiers``; ``None`` = unlimited.

@@ -117,7 +117,8 @@ def test_repo_supervisor_toml_loads() -> None:
     assert config.redis.embedded
     assert config.store.backend == "sqlite"
     names = [child.name for child in config.supervisor.children]
-    assert names == ["store", "timers", "cluster", "user", "leaderboard", "room", "schedule",
+    assert names == ["store", "timers", "cluster", "user", "leaderboard", "room", "subscription",
+                     "schedule",
                      "gamification", "reminders", "jobs", "gateway"]
     store = config.supervisor.children[0]
     assert isinstance(store, ServiceSpec) and store.service == "store"
@@ -150,6 +151,7 @@ def test_repo_supervisor_toml_commented_examples_are_valid(tmp_path: Path) -> No
         ActorPoolSpec,
         ActorPoolSpec,
         ActorPoolSpec,
+        ActorPoolSpec,  # subscription
         ServiceSpec,
         ServiceSpec,
         ServiceSpec,

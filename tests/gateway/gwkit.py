@@ -65,6 +65,8 @@ def node_config(
         {"type": "actors", "kind": "user", "actor": "actors.profile:UserProfileActor"},
         {"type": "actors", "kind": "leaderboard", "actor": "actors.leaderboard:LeaderboardActor"},
         {"type": "actors", "kind": "room", "actor": "actors.rooms:RoomActor"},
+        {"type": "actors", "kind": "subscription",
+         "actor": "actors.subscriptions:SubscriptionActor"},
     ]
     if relay:
         children.append({"type": "service", "name": "gamification",

@@ -29,7 +29,7 @@ async def test_tektree_run_serves_the_api(tmp_path: Path) -> None:
         loaded = await node.wait_for("config loaded")
         assert loaded["source"] == "supervisor.toml"
         started = await node.wait_for("node started")
-        assert started["kinds"] == ["leaderboard", "room", "schedule", "user"]
+        assert started["kinds"] == ["leaderboard", "room", "schedule", "subscription", "user"]
         base = (await node.wait_for("http listening"))["binds"][0]
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             ann, ann_h = await register_http(client, "ann")
