@@ -2,8 +2,9 @@
 
 ``users.data_export`` (payload ``user_id``) gathers, by the fields that name the user: the
 account (``users``, without the password hash), the gamification journal and snapshot, their
-questions, answers, votes and other content, the events about them, their subscription, the
-mail sent to them, their reminders, their current global rank, and earlier exports; it writes
+questions, answers, votes and other content, the events about them, their subscription (with
+its changes and their quota counters), the mail sent to them, their reminders, their current
+global rank, and earlier exports; it writes
 ``<data_dir>/exports/<user>/<job id>.json`` (atomically) and records it in ``data_exports``.
 :func:`export_user_data` returns the same document without writing it (for an API that
 streams it back).
@@ -24,6 +25,8 @@ import trio
 from actors.jobs._common import DATA_EXPORTS, JOBS, MAIL_LOG, iter_docs, store_of
 from actors.leaderboard import LEADERBOARD_KIND, RankOf
 from actors.profile import USER_KIND
+from actors.quotas import QUOTA_COUNTERS
+from actors.subscriptions import SUBSCRIPTION_CHANGES
 from tektree import TekTreeError
 from tektree.jobs import JobContext
 from tektree.persistence import EVENTS, JOURNAL, SNAPSHOTS, DocumentStore, format_timestamp
@@ -50,6 +53,8 @@ EXPORT_SOURCES: Final[tuple[tuple[str, Callable[[str], dict[str, Any]]], ...]] =
     ("comments", lambda uid: {"created_by": uid}),
     ("likes", lambda uid: {"user_id": uid}),
     ("subscriptions", lambda uid: {"user_id": uid}),
+    (SUBSCRIPTION_CHANGES, lambda uid: {"user_id": uid}),
+    (QUOTA_COUNTERS, lambda uid: {"user_id": uid}),
     (MAIL_LOG, lambda uid: {"user_id": uid}),
     (DATA_EXPORTS, lambda uid: {"user_id": uid}),
     (REMINDERS, lambda uid: {"actor": f"{USER_KIND}/{uid}"}),

@@ -31,7 +31,9 @@ from actors.jobs import (
 from actors.knowledge import QUESTIONS
 from actors.leaderboard import LeaderboardActor, SetScore, Top
 from actors.profile import ApplyEvent, GetProfile, UserProfileActor
+from actors.quotas import QUOTA_COUNTERS
 from actors.rules import FixedClock
+from actors.subscriptions import SUBSCRIPTION_CHANGES
 from tektree import Node
 from tektree.jobs import (
     DONE,
@@ -385,6 +387,11 @@ async def test_data_export_writes_every_document_about_the_user(tmp_path: Path) 
                                               "created_at": format_timestamp(SUNDAY)})
         await _store(node).insert(QUESTIONS, {"_id": "q2", "created_by": "someone-else",
                                               "created_at": format_timestamp(SUNDAY)})
+        for uid in (ann, "someone-else"):
+            await _store(node).insert(QUOTA_COUNTERS, {"_id": f"quota:{uid}:questions:2025-12",
+                                                       "user_id": uid, "count": 1})
+            await _store(node).insert(SUBSCRIPTION_CHANGES, {"_id": f"{uid}:1", "user_id": uid,
+                                                             "rev": 1})
         result = await run_job(node, "users.data_export", {"user_id": ann}, "export-1")
         path = Path(result["path"])
         assert path.is_relative_to(tmp_path / "exports" / ann)
@@ -393,6 +400,8 @@ async def test_data_export_writes_every_document_about_the_user(tmp_path: Path) 
         [account] = collections[USERS]
         assert account["email"] == "ann@example.com" and "password_hash" not in account
         assert [q["_id"] for q in collections[QUESTIONS]] == ["q1"]
+        assert [c["user_id"] for c in collections[QUOTA_COUNTERS]] == [ann]
+        assert [c["_id"] for c in collections[SUBSCRIPTION_CHANGES]] == [f"{ann}:1"]
         assert len(collections["journal"]) == 1  # the welcome bonus
         assert {e["event_type"] for e in collections[EVENTS]} >= {
             "user.registered", "gamification.xp.earned"}
