@@ -185,6 +185,7 @@ class LoadResult:
     model: Model
     target_rate: float | None
     connections: int
+    origin: float = 0.0  # trio time of the run's t = 0 (the first scheduled send)
     seconds: float = 0.0
     scheduled: int = 0
     started: int = 0
@@ -345,7 +346,7 @@ async def run_open(
             in_flight -= 1
             room.release()
 
-    start = trio.current_time() + 0.01
+    start = result.origin = trio.current_time() + 0.01
     stop_at = start + seconds + timeout_seconds
     async with trio.open_nursery() as outer:
         outer.start_soon(_report, result, progress, progress_seconds, lambda: in_flight)
@@ -385,7 +386,7 @@ async def run_closed(
         raise ValueError(f"need workers >= 1 and seconds > 0, got {workers!r}, {seconds!r}")
     result = LoadResult(name=name, model="closed", target_rate=None, connections=workers)
     numbers = itertools.count()
-    start = trio.current_time()
+    start = result.origin = trio.current_time()
     stop_at = start + seconds
 
     async def worker() -> None:

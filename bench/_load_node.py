@@ -24,10 +24,11 @@ import sys
 import tempfile
 import tomllib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
 
+import attrs
 import trio
 
 from bench._http_ceiling import READY as CEILING_READY
@@ -36,9 +37,11 @@ from gateway.options import gateway_options
 __all__ = [
     "BENCH_REQUESTS_PER_MINUTE",
     "ServerProcess",
+    "Servers",
     "bench_node_config",
     "open_bench_node",
     "open_ceiling",
+    "open_servers",
     "toml_document",
 ]
 
@@ -255,3 +258,22 @@ async def open_ceiling(*, start_seconds: float = 30.0) -> AsyncIterator[ServerPr
     async with _server("the ceiling server (bench._http_ceiling)", command, _ceiling_ready,
                        ready_from="stdout", start_seconds=start_seconds) as server:
         yield server
+
+
+@attrs.frozen
+class Servers:
+    """Base URLs of the node measured and of the ceiling."""
+
+    node: str
+    ceiling: str
+
+
+@asynccontextmanager
+async def open_servers(url: str | None = None) -> AsyncIterator[Servers]:
+    """The ceiling in its own process, and a bench node unless ``url`` names one."""
+    async with AsyncExitStack() as stack:
+        ceiling: ServerProcess = await stack.enter_async_context(open_ceiling())
+        if url is None:
+            node: ServerProcess = await stack.enter_async_context(open_bench_node())
+            url = node.url
+        yield Servers(node=url.rstrip("/"), ceiling=ceiling.url)

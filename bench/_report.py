@@ -13,16 +13,29 @@ achieved rate, counts, errors by kind, percentiles per operation and phase, note
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import importlib.metadata
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from bench._harness import Figure
+from bench._harness import Figure, Progress
 from bench._load import PERCENTILES, LoadResult
+from bench._load_node import Servers, open_servers
 
-__all__ = ["LoadReport", "markdown_summary"]
+__all__ = ["LastReport", "LoadReport", "http_versions", "markdown_summary", "ms"]
+
+
+def ms(value_us: float) -> float:
+    """Microseconds as milliseconds, rounded to the microsecond."""
+    return round(value_us / 1000, 3)
+
+
+def http_versions() -> Mapping[str, str]:
+    """The versions of the HTTP server stack measured."""
+    return {"hypercorn": importlib.metadata.version("hypercorn"),
+            "quart-trio": importlib.metadata.version("quart-trio")}
 
 
 @attrs.define
@@ -56,6 +69,34 @@ class LoadReport:
                                             images=(latency.name, curves.name)),
                            encoding="utf-8")
         return [summary, latency, curves]
+
+
+@attrs.define
+class LastReport:
+    """A load bench's last report, behind the ``details`` and ``write_extras`` hooks that
+    ``python -m bench`` calls after ``run`` (bind them as module attributes)."""
+
+    report: LoadReport | None = None
+
+    async def measure(self, measure: Callable[[Servers], Awaitable[LoadReport]],
+                      progress: Progress, url: str | None) -> list[Figure]:
+        """Start the servers (the node unless ``url`` names one), ``measure``, keep the
+        report; its figures."""
+        progress.step("starting the ceiling server" + ("" if url else " and a bench node"))
+        async with open_servers(url) as servers:
+            report = await measure(servers)
+        if url is not None:
+            report.notes.append(f"node under test: {url} (given with --url)")
+        self.report = report
+        return report.figures
+
+    def details(self) -> Mapping[str, Any]:
+        """The runs behind the figures, for the results' ``details``."""
+        return self.report.details() if self.report else {}
+
+    def write_extras(self, results_dir: Path, document: Mapping[str, Any]) -> list[Path]:
+        """The plots and the Markdown summary beside the results."""
+        return self.report.write(results_dir, document) if self.report else []
 
 
 def _cell(value: Any) -> str:

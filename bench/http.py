@@ -25,12 +25,8 @@ the small keep-alive client of :mod:`bench._load_client`). Figures:
 
 from __future__ import annotations
 
-import importlib.metadata
 import secrets
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import attrs
 import trio
@@ -40,8 +36,8 @@ from bench._http_ceiling import PATH as CEILING_PATH
 from bench._load import LoadResult, Operation, best, expect, mark, run_closed, run_open
 from bench._load_api import Question, User, answer, populate, profile
 from bench._load_client import Pool
-from bench._load_node import ServerProcess, open_bench_node, open_ceiling
-from bench._report import LoadReport
+from bench._load_node import Servers
+from bench._report import LastReport, LoadReport, http_versions, ms
 from bench.cluster import AbsoluteFigure
 
 __all__ = [
@@ -50,9 +46,9 @@ __all__ = [
     "AnswerWrite",
     "Counts",
     "ProfileWatch",
-    "Servers",
+    "ceiling_open",
+    "details",
     "measure",
-    "open_servers",
     "run",
     "versions",
     "write_extras",
@@ -86,25 +82,6 @@ DEFAULT = Counts(users=40, get_workers=16, get_seconds=5.0, warmup_seconds=1.0, 
                  write_rate=200.0, write_seconds=15.0, baseline_seconds=5.0)
 QUICK = Counts(users=12, get_workers=16, get_seconds=2.0, warmup_seconds=0.5, rounds=1,
                write_rate=200.0, write_seconds=4.0, baseline_seconds=2.0)
-
-
-@attrs.frozen
-class Servers:
-    """Base URLs of the node measured and of the ceiling."""
-
-    node: str
-    ceiling: str
-
-
-@asynccontextmanager
-async def open_servers(url: str | None = None) -> AsyncIterator[Servers]:
-    """The ceiling in its own process, and a bench node unless ``url`` names one."""
-    async with AsyncExitStack() as stack:
-        ceiling: ServerProcess = await stack.enter_async_context(open_ceiling())
-        if url is None:
-            node: ServerProcess = await stack.enter_async_context(open_bench_node())
-            url = node.url
-        yield Servers(node=url.rstrip("/"), ceiling=ceiling.url)
 
 
 # --------------------------------------------------------------------------- operations
@@ -195,6 +172,17 @@ class AnswerWrite:
         return "write", write
 
 
+async def ceiling_open(servers: Servers, *, rate: float, seconds: float, connections: int,
+                       progress: Progress | None, timeout_seconds: float = 10.0) -> LoadResult:
+    """The ceiling's route offered at ``rate`` for ``seconds`` (open model): the floor of a
+    request's latency on this setup at that rate, the baseline of latency figures."""
+    async with Pool(servers.ceiling, connections) as pool:
+        return await run_open(
+            lambda i: ("GET /ceiling", _get(pool, CEILING_PATH)),
+            name=f"ceiling at {rate:g}/s", rate=rate, seconds=seconds,
+            timeout_seconds=timeout_seconds, connections=connections, progress=progress)
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -203,9 +191,6 @@ class _Rounds:
     ceiling: list[LoadResult] = attrs.Factory(list)
     subject: list[LoadResult] = attrs.Factory(list)
 
-
-def _ms(value_us: float) -> float:
-    return round(value_us / 1000, 3)
 
 
 async def _throughput_rounds(servers: Servers, counts: Counts, users: list[User],
@@ -246,12 +231,9 @@ async def measure(servers: Servers, counts: Counts, progress: Progress) -> LoadR
     rounds = await _throughput_rounds(servers, counts, users, progress)
     ceiling, subject = best(rounds.ceiling), best(rounds.subject)
 
-    async with Pool(servers.ceiling, counts.write_connections) as pool:
-        baseline = await run_open(
-            lambda i: ("GET /ceiling", _get(pool, CEILING_PATH)),
-            name=f"ceiling at {counts.write_rate:g}/s", rate=counts.write_rate,
-            seconds=counts.baseline_seconds, timeout_seconds=counts.timeout_seconds,
-            connections=counts.write_connections, progress=progress)
+    baseline = await ceiling_open(servers, rate=counts.write_rate,
+                                  seconds=counts.baseline_seconds,
+                                  connections=counts.write_connections, progress=progress)
     async with Pool(servers.node, counts.write_connections) as pool:
         writes = AnswerWrite(pool, users, questions, ProfileWatch(pool, counts.xp_poll_seconds))
         await writes.prepare()
@@ -276,15 +258,15 @@ def _figures(counts: Counts, ceiling: LoadResult, subject: LoadResult, baseline:
     ]
     for key, p in (("p50", 50.0), ("p99", 99.0)):
         figures.append(Figure(
-            name=f"profile_get_{key}_ms", value=_ms(subject.total.percentile_us(p)), unit="ms",
-            better="lower", baseline=_ms(ceiling.total.percentile_us(p)),
+            name=f"profile_get_{key}_ms", value=ms(subject.total.percentile_us(p)), unit="ms",
+            better="lower", baseline=ms(ceiling.total.percentile_us(p)),
             baseline_name=f"{CEILING_NAME}, closed loop, {counts.get_workers} connections"))
     (writes,) = (s for s in write.ops.values())
     ceiling_name = f"{CEILING_NAME} at {counts.write_rate:g}/s offered"
     for key, p in (("p50", 50.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9),
                    ("max", 100.0)):
-        value = _ms(writes.latency.percentile_us(p))
-        base = _ms(baseline.total.percentile_us(p))
+        value = ms(writes.latency.percentile_us(p))
+        base = ms(baseline.total.percentile_us(p))
         if key == "p99":
             figures.append(AbsoluteFigure(
                 name="write_p99_ms", value=value, unit="ms", better="lower", baseline=base,
@@ -297,8 +279,8 @@ def _figures(counts: Counts, ceiling: LoadResult, subject: LoadResult, baseline:
     post = write.phases.get("write: POST answered")
     if post is not None:
         figures.append(Figure(name="write_post_p99_ms",
-                              value=_ms(post.latency.percentile_us(99)), unit="ms",
-                              better="lower", baseline=_ms(baseline.total.percentile_us(99)),
+                              value=ms(post.latency.percentile_us(99)), unit="ms",
+                              better="lower", baseline=ms(baseline.total.percentile_us(99)),
                               baseline_name=ceiling_name))
     figures.append(Figure(
         name="write_achieved_rate", value=round(write.achieved_rate, 2), unit="req/s",
@@ -310,32 +292,13 @@ def _figures(counts: Counts, ceiling: LoadResult, subject: LoadResult, baseline:
     return figures
 
 
-_last: list[LoadReport] = []
+_last = LastReport()
+details = _last.details
+write_extras = _last.write_extras
+versions = http_versions
 
 
 async def run(quick: bool, progress: Progress, url: str | None = None) -> list[Figure]:
-    """Start the servers (or use ``url``), measure, keep the report for the results."""
+    """Start the servers (or use ``url``) and measure."""
     counts = QUICK if quick else DEFAULT
-    progress.step("starting the ceiling server" + ("" if url else " and a bench node"))
-    async with open_servers(url) as servers:
-        report = await measure(servers, counts, progress)
-    if url is not None:
-        report.notes.append(f"node under test: {url} (given with --url)")
-    _last[:] = [report]
-    return report.figures
-
-
-def details() -> Mapping[str, Any]:
-    """The runs behind the figures (after :func:`run`), for the results' ``details``."""
-    return _last[0].details() if _last else {}
-
-
-def write_extras(results_dir: Path, document: Mapping[str, Any]) -> list[Path]:
-    """The plots and the Markdown summary beside the results (after :func:`run`)."""
-    return _last[0].write(results_dir, document) if _last else []
-
-
-def versions() -> Mapping[str, str]:
-    """The versions of the HTTP server stack measured."""
-    return {"hypercorn": importlib.metadata.version("hypercorn"),
-            "quart-trio": importlib.metadata.version("quart-trio")}
+    return await _last.measure(lambda servers: measure(servers, counts, progress), progress, url)
