@@ -293,9 +293,10 @@ async def _attempt(result: LoadResult, name: str, operation: Operation, *, origi
 
 
 async def _report(result: LoadResult, progress: Progress | None, interval: float,
-                  in_flight: Callable[[], int]) -> None:
+                  in_flight: Callable[[], int], headline: str) -> None:
     if progress is None:
         return
+    progress.step(f"{result.name}: {headline}")
     origin = trio.current_time()
     while True:
         await trio.sleep(interval)
@@ -349,7 +350,8 @@ async def run_open(
     start = result.origin = trio.current_time() + 0.01
     stop_at = start + seconds + timeout_seconds
     async with trio.open_nursery() as outer:
-        outer.start_soon(_report, result, progress, progress_seconds, lambda: in_flight)
+        outer.start_soon(_report, result, progress, progress_seconds, lambda: in_flight,
+                         f"{total:,} requests at {rate:,g}/s offered (open model)")
         async with trio.open_nursery() as nursery:
             for i in range(total):
                 scheduled = start + i / rate
@@ -403,7 +405,8 @@ async def run_closed(
 
     async with trio.open_nursery() as outer:
         outer.start_soon(_report, result, progress, progress_seconds,
-                         lambda: result.started - result.ok - result.failed)
+                         lambda: result.started - result.ok - result.failed,
+                         f"{workers} connections back to back for {seconds:g} s (closed loop)")
         async with trio.open_nursery() as nursery:
             for _ in range(workers):
                 nursery.start_soon(worker)

@@ -36,6 +36,7 @@ from gateway.options import gateway_options
 
 __all__ = [
     "BENCH_REQUESTS_PER_MINUTE",
+    "SUPERVISOR_TOML",
     "ServerProcess",
     "Servers",
     "bench_node_config",
