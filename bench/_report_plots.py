@@ -4,7 +4,8 @@
   (scheduled, for the open model) against its latency, log scale, one colour per operation: a
   stall shows as a ramp of requests that waited behind it.
 - :func:`plot_percentiles`: the latency at each percentile, one line per run and operation, on
-  the usual HDR axis (``1 / (1 - q)``, log), so p99, p99.9 and the max stand apart.
+  the usual HDR axis (``1 / (1 - q)``, log), so p99, p99.9 and the max stand apart; an
+  operation's phases (see :func:`bench._load.mark`) dashed.
 """
 
 from __future__ import annotations
@@ -70,12 +71,14 @@ def plot_percentiles(path: Path, runs: Sequence[LoadResult], *, title: str) -> P
     """The percentile curve of each run's operations; written to ``path`` (PNG)."""
     figure, axis = plt.subplots(figsize=(10, 5.5))
     for result in runs:
-        for stats in result.ops.values():
+        for stats, style in (*((s, "-") for s in result.ops.values()),
+                             *((s, "--") for s in result.phases.values())):
             points = percentile_curve(stats.latency)
             if not points:
                 continue
             label = stats.name if stats.name in result.name else f"{result.name}: {stats.name}"
-            axis.plot([_axis(q) for q, _ in points], [ms for _, ms in points], label=label)
+            axis.plot([_axis(q) for q, _ in points], [ms for _, ms in points], style,
+                      label=label)
     axis.set_xscale("log")
     axis.set_xticks([_axis(q) for q, _ in _TICKS], [label for _, label in _TICKS])
     axis.set_xlabel("percentile")
@@ -83,7 +86,7 @@ def plot_percentiles(path: Path, runs: Sequence[LoadResult], *, title: str) -> P
     if axis.get_lines():
         axis.set_yscale("log")
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=7, loc="upper left")
+    axis.legend(fontsize=7, loc="best")
     axis.set_title(title, fontsize=11)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

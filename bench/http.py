@@ -19,6 +19,8 @@ the small keep-alive client of :mod:`bench._load_client`). Figures:
   :class:`AnswerWrite` (see :meth:`AnswerWrite.__call__`) once the WebSocket gateway lands.
   Baseline: the ceiling's route offered at the same rate (the floor of a request's latency
   on this setup). ``write_post_p99_ms``: the POST's own part.
+- ``write_throughput``: the same write back to back on ``get_workers`` connections (closed
+  loop): what the write path sustains, to read ``write_p99_ms`` against.
 - ``write_achieved_rate``: successful writes a second against the rate offered (target 0.99x),
   and ``http_errors``: every failed request of every run (target 0).
 """
@@ -73,15 +75,18 @@ class Counts:
     write_rate: float  # writes offered a second
     write_seconds: float
     baseline_seconds: float  # the ceiling route offered at write_rate
+    write_closed_seconds: float  # writes back to back on get_workers connections
     write_connections: int = 64
     timeout_seconds: float = 10.0
     xp_poll_seconds: float = 0.001
 
 
 DEFAULT = Counts(users=40, get_workers=16, get_seconds=5.0, warmup_seconds=1.0, rounds=2,
-                 write_rate=200.0, write_seconds=15.0, baseline_seconds=5.0)
+                 write_rate=200.0, write_seconds=15.0, baseline_seconds=5.0,
+                 write_closed_seconds=5.0)
 QUICK = Counts(users=12, get_workers=16, get_seconds=2.0, warmup_seconds=0.5, rounds=1,
-               write_rate=200.0, write_seconds=4.0, baseline_seconds=2.0)
+               write_rate=200.0, write_seconds=4.0, baseline_seconds=2.0,
+               write_closed_seconds=2.0)
 
 
 # --------------------------------------------------------------------------- operations
@@ -95,27 +100,40 @@ def _get(pool: Pool, target: str) -> Operation:
 
 @attrs.define
 class ProfileWatch:
-    """Waits until users' profiles show a number of answers, one profile read per user at most
-    in flight (whoever waits and finds none in flight reads; the others wait for its result).
+    """Waits until users' profiles show a number of answers, reading them sparingly.
 
-    So the reads that see a write land cost the server at most one request per user at a
-    time, however many writes wait: a poll per waiting write would bury it under reads.
+    The reads are load the product would not see with a socket push, so they are bounded: one
+    read per user in flight at most (whoever waits and finds none in flight reads; the others
+    wait for its result), ``max_reads`` in flight in all, and after a read that shows too
+    little, a pause of ``relative_pause`` times the time waited so far (at least
+    ``poll_seconds``). So a write is seen within about 10% of its latency (or 1 ms), and a
+    backlog of writes waiting for a lagging relay costs the server few reads.
     """
 
     pool: Pool
     poll_seconds: float
+    relative_pause: float = 0.1
+    max_reads: int = 4
     seen: dict[str, int] = attrs.Factory(dict)
+    reads: int = 0
     _reading: dict[str, trio.Event] = attrs.Factory(dict)
+    _room: trio.Semaphore = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._room = trio.Semaphore(self.max_reads)
 
     async def read(self, user: User) -> int:
         """The profile's ``counters.answers_submitted`` now."""
-        body = await profile(self.pool, user.uid, user.token)
+        async with self._room:
+            body = await profile(self.pool, user.uid, user.token)
+        self.reads += 1
         count = int(body["counters"]["answers_submitted"])
         self.seen[user.uid] = max(self.seen.get(user.uid, 0), count)
         return count
 
     async def wait(self, user: User, need: int) -> None:
         """Until ``user``'s profile shows at least ``need`` answers."""
+        began = trio.current_time()
         while self.seen.get(user.uid, 0) < need:
             reading = self._reading.get(user.uid)
             if reading is not None:
@@ -128,7 +146,8 @@ class ProfileWatch:
                 del self._reading[user.uid]
                 done.set()
             if count < need:
-                await trio.sleep(self.poll_seconds)
+                waited = trio.current_time() - began
+                await trio.sleep(max(self.poll_seconds, self.relative_pause * waited))
 
 
 @attrs.define
@@ -237,20 +256,28 @@ async def measure(servers: Servers, counts: Counts, progress: Progress) -> LoadR
     async with Pool(servers.node, counts.write_connections) as pool:
         writes = AnswerWrite(pool, users, questions, ProfileWatch(pool, counts.xp_poll_seconds))
         await writes.prepare()
+        # Closed first: it leaves no backlog behind (each write waits for its XP).
+        closed = await run_closed(
+            writes, name="write closed loop", workers=counts.get_workers,
+            seconds=counts.write_closed_seconds, timeout_seconds=counts.timeout_seconds,
+            progress=progress)
         write = await run_open(
             writes, name=f"write at {counts.write_rate:g}/s", rate=counts.write_rate,
             seconds=counts.write_seconds, timeout_seconds=counts.timeout_seconds,
             connections=counts.write_connections, progress=progress)
+        write.notes.append(f"{writes.watch.reads:,} profile reads to see the writes land")
     write.notes.append(WRITE_NOTE)
+    report.notes.append(f"write_throughput: the write back to back on {counts.get_workers} "
+                        "connections (closed loop): what the write path sustains here")
 
-    for result in (*rounds.ceiling, *rounds.subject, baseline, write):
-        report.runs.append(result)
-    report.figures.extend(_figures(counts, ceiling, subject, baseline, write, report))
+    report.runs.extend((*rounds.ceiling, *rounds.subject, closed, baseline, write))
+    report.plotted.extend((ceiling, subject, closed, baseline, write))
+    report.figures.extend(_figures(counts, ceiling, subject, closed, baseline, write, report))
     return report
 
 
-def _figures(counts: Counts, ceiling: LoadResult, subject: LoadResult, baseline: LoadResult,
-             write: LoadResult, report: LoadReport) -> list[Figure]:
+def _figures(counts: Counts, ceiling: LoadResult, subject: LoadResult, closed: LoadResult,
+             baseline: LoadResult, write: LoadResult, report: LoadReport) -> list[Figure]:
     figures: list[Figure] = [
         Figure(name="profile_get_throughput", value=subject.achieved_rate, unit="req/s",
                better="higher", baseline=ceiling.achieved_rate, baseline_name=CEILING_NAME,
@@ -282,6 +309,9 @@ def _figures(counts: Counts, ceiling: LoadResult, subject: LoadResult, baseline:
                               value=ms(post.latency.percentile_us(99)), unit="ms",
                               better="lower", baseline=ms(baseline.total.percentile_us(99)),
                               baseline_name=ceiling_name))
+    figures.append(Figure(
+        name="write_throughput", value=round(closed.achieved_rate, 2), unit="req/s",
+        better="higher"))
     figures.append(Figure(
         name="write_achieved_rate", value=round(write.achieved_rate, 2), unit="req/s",
         better="higher", baseline=counts.write_rate, baseline_name="rate offered",

@@ -17,7 +17,7 @@ from bench._report import LoadReport
 
 TINY_HTTP = http.Counts(users=4, get_workers=2, get_seconds=0.5, warmup_seconds=0.2, rounds=1,
                         write_rate=40.0, write_seconds=1.0, baseline_seconds=0.5,
-                        write_connections=8)
+                        write_closed_seconds=0.5, write_connections=8)
 #: 100 requests over a mix laid out on 100 slots: every operation exactly its weight's times.
 TINY_MIXED = mixed.Counts(users=4, rate=50.0, seconds=2.0, baseline_seconds=0.5,
                           connections=8, mix_slots=100)
@@ -26,7 +26,8 @@ HTTP_FIGURES = [
     ("profile_get_throughput", "req/s"), ("profile_get_p50_ms", "ms"),
     ("profile_get_p99_ms", "ms"), ("write_p50_ms", "ms"), ("write_p95_ms", "ms"),
     ("write_p99_ms", "ms"), ("write_p999_ms", "ms"), ("write_max_ms", "ms"),
-    ("write_post_p99_ms", "ms"), ("write_achieved_rate", "req/s"), ("http_errors", "requests"),
+    ("write_post_p99_ms", "ms"), ("write_throughput", "req/s"),
+    ("write_achieved_rate", "req/s"), ("http_errors", "requests"),
 ]
 
 
@@ -53,7 +54,7 @@ async def test_the_http_bench_at_its_smallest() -> None:
     assert figures["write_achieved_rate"].baseline == 40.0
     names = [run.name for run in report.runs]
     assert names == ["ceiling closed loop (round 1/1)", "profile GET closed loop (round 1/1)",
-                     "ceiling at 40/s", "write at 40/s"]
+                     "write closed loop", "ceiling at 40/s", "write at 40/s"]
     for run in report.runs:
         assert run.failed == run.unsent == 0, run.to_json()
         assert run.ok == run.started == run.scheduled > 0
