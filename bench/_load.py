@@ -186,7 +186,9 @@ class LoadResult:
     target_rate: float | None
     connections: int
     origin: float = 0.0  # trio time of the run's t = 0 (the first scheduled send)
-    seconds: float = 0.0
+    seconds: float = 0.0  # from t = 0 to the last request's end
+    window_seconds: float = 0.0  # the span the load was offered over (the schedule's)
+    ok_in_window: int = 0  # successes that ended within the window
     scheduled: int = 0
     started: int = 0
     max_start_lag_ms: float = 0.0
@@ -226,15 +228,18 @@ class LoadResult:
 
     @property
     def achieved_rate(self) -> float:
-        """Successful requests per second over the run."""
-        return self.ok / self.seconds if self.seconds > 0 else 0.0
+        """Successful responses a second while the load was offered: those that ended within
+        the window, over the window (a server falling behind shows; the drain after it does
+        not dilute the rate)."""
+        return self.ok_in_window / self.window_seconds if self.window_seconds > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The run for the results' ``details`` (no per-request series)."""
         return {
             "name": self.name, "model": self.model, "target_rate": self.target_rate,
             "achieved_rate": round(self.achieved_rate, 2), "connections": self.connections,
-            "seconds": round(self.seconds, 3), "scheduled": self.scheduled,
+            "seconds": round(self.seconds, 3),
+            "window_seconds": round(self.window_seconds, 3), "scheduled": self.scheduled,
             "started": self.started, "ok": self.ok, "failed": self.failed,
             "unsent": self.unsent, "max_start_lag_ms": round(self.max_start_lag_ms, 3),
             "errors": dict(sorted(self.errors.items())),
@@ -286,6 +291,8 @@ async def _attempt(result: LoadResult, name: str, operation: Operation, *, origi
         return
     else:
         stats.ok += 1
+        if end <= origin + result.window_seconds:
+            result.ok_in_window += 1
     latency_us = (end - t0) * 1e6
     stats.latency.record_us(latency_us)
     result.total.record_us(latency_us)
@@ -334,7 +341,7 @@ async def run_open(
     if max_requests is not None:
         total = min(total, max_requests)
     result = LoadResult(name=name, model="open", target_rate=rate, connections=connections,
-                        scheduled=total)
+                        scheduled=total, window_seconds=total / rate)
     room = trio.Semaphore(max_in_flight)
     in_flight = 0
 
@@ -386,7 +393,8 @@ async def run_closed(
     in all); the rate is the most the server sustains at that concurrency."""
     if workers < 1 or seconds <= 0:
         raise ValueError(f"need workers >= 1 and seconds > 0, got {workers!r}, {seconds!r}")
-    result = LoadResult(name=name, model="closed", target_rate=None, connections=workers)
+    result = LoadResult(name=name, model="closed", target_rate=None, connections=workers,
+                        window_seconds=seconds)
     numbers = itertools.count()
     start = result.origin = trio.current_time()
     stop_at = start + seconds
@@ -411,6 +419,8 @@ async def run_closed(
             for _ in range(workers):
                 nursery.start_soon(worker)
         result.seconds = trio.current_time() - start
+        if result.started >= max_requests:  # ran out of requests before the time was up
+            result.window_seconds = min(seconds, result.seconds)
         outer.cancel_scope.cancel()
     return result
 

@@ -137,7 +137,8 @@ def markdown_summary(document: Mapping[str, Any], runs: Sequence[LoadResult],
     lines += ["", "## Runs", "",
               "Open model: requests sent on a schedule at the offered rate, latency from the "
               "scheduled send time. Closed loop: each connection sends its next request when "
-              "the last is answered. Latencies: successful and timed-out requests.", ""]
+              "the last is answered. Achieved: successes that ended while the load was "
+              "offered, a second. Latencies: successful and timed-out requests.", ""]
     lines += _table(("run", "model", "offered /s", "achieved /s", "ok", "failed", "unsent",
                      *percent_headers), [
         (r.name, r.model, r.target_rate, r.achieved_rate, r.ok, r.failed, r.unsent,

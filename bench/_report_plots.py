@@ -46,7 +46,7 @@ def percentile_curve(recorder: LatencyRecorder) -> list[tuple[float, float]]:
 def plot_latency_over_time(path: Path, runs: Sequence[LoadResult], *, title: str) -> Path:
     """One panel per run of ``runs``; written to ``path`` (PNG)."""
     height = max(2.6, 2.4 * len(runs))
-    figure, axes = plt.subplots(len(runs), 1, figsize=(10, height), squeeze=False)
+    figure, axes = plt.subplots(len(runs), 1, figsize=(12, height), squeeze=False)
     for axis, result in zip(axes[:, 0], runs, strict=True):
         for name in result.series.names:
             xs, ys = result.series.points(name)
@@ -58,7 +58,7 @@ def plot_latency_over_time(path: Path, runs: Sequence[LoadResult], *, title: str
         if any(result.series.latency_ms):
             axis.set_yscale("log")
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=7, loc="upper right", markerscale=3)
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), markerscale=3)
     axes[-1, 0].set_xlabel("time since the run started (s): scheduled send for the open model")
     figure.suptitle(title, fontsize=11)
     figure.tight_layout()
@@ -69,7 +69,7 @@ def plot_latency_over_time(path: Path, runs: Sequence[LoadResult], *, title: str
 
 def plot_percentiles(path: Path, runs: Sequence[LoadResult], *, title: str) -> Path:
     """The percentile curve of each run's operations; written to ``path`` (PNG)."""
-    figure, axis = plt.subplots(figsize=(10, 5.5))
+    figure, axis = plt.subplots(figsize=(12, 5.5))
     for result in runs:
         for stats, style in (*((s, "-") for s in result.ops.values()),
                              *((s, "--") for s in result.phases.values())):
@@ -86,7 +86,7 @@ def plot_percentiles(path: Path, runs: Sequence[LoadResult], *, title: str) -> P
     if axis.get_lines():
         axis.set_yscale("log")
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=7, loc="best")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axis.set_title(title, fontsize=11)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

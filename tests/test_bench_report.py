@@ -28,7 +28,8 @@ WHEN = datetime.datetime(2026, 12, 3, 7, 0, tzinfo=datetime.UTC)
 
 def _run(name: str, *, errors: Mapping[str, int] = {}) -> LoadResult:
     result = LoadResult(name=name, model="open", target_rate=100.0, connections=4,
-                        seconds=2.0, scheduled=200, started=198)
+                        seconds=2.5, window_seconds=2.0, scheduled=200, started=198,
+                        ok_in_window=150)
     for k in range(150):
         op = "read" if k % 3 else "write"
         stats = result.stats(op)
