@@ -76,7 +76,7 @@ def plot_percentiles(path: Path, runs: Sequence[LoadResult], *, title: str) -> P
             points = percentile_curve(stats.latency)
             if not points:
                 continue
-            label = stats.name if stats.name in result.name else f"{result.name}: {stats.name}"
+            label = f"{result.name}: {stats.name}"
             axis.plot([_axis(q) for q, _ in points], [ms for _, ms in points], style,
                       label=label)
     axis.set_xscale("log")
