@@ -85,8 +85,8 @@ DEFAULT = Counts(users=40, get_workers=16, get_seconds=5.0, warmup_seconds=1.0, 
                  write_rate=200.0, write_seconds=15.0, baseline_seconds=5.0,
                  write_closed_seconds=5.0)
 QUICK = Counts(users=12, get_workers=16, get_seconds=2.0, warmup_seconds=0.5, rounds=1,
-               write_rate=200.0, write_seconds=4.0, baseline_seconds=2.0,
-               write_closed_seconds=2.0)
+               write_rate=200.0, write_seconds=3.0, baseline_seconds=2.0,
+               write_closed_seconds=2.0, timeout_seconds=5.0)
 
 
 # --------------------------------------------------------------------------- operations

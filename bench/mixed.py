@@ -63,7 +63,7 @@ class Counts:
 
 
 DEFAULT = Counts(users=30, rate=80.0, seconds=45.0, baseline_seconds=5.0)
-QUICK = Counts(users=8, rate=80.0, seconds=8.0, baseline_seconds=2.0)
+QUICK = Counts(users=8, rate=80.0, seconds=8.0, baseline_seconds=2.0, timeout_seconds=5.0)
 
 
 @attrs.define
