@@ -12,8 +12,8 @@ import trio
 
 from bench import http, mixed
 from bench._harness import Progress
-from bench._load_node import open_servers
-from bench._report import LoadReport
+from bench._load_node import Servers, open_servers
+from bench._report import LastReport, LoadReport
 
 TINY_HTTP = http.Counts(users=4, get_workers=2, get_seconds=0.5, warmup_seconds=0.2, rounds=1,
                         write_rate=40.0, write_seconds=1.0, baseline_seconds=0.5,
@@ -82,3 +82,21 @@ async def test_the_mixed_bench_at_its_smallest() -> None:
     assert sum(stats.latency.count for stats in mix.ops.values()) == mix.total.count == 100
     for name in mixed.WEIGHTS:
         assert figures[f"mixed_{name.replace(' ', '_')}_p99_ms"].value > 0
+
+
+async def test_a_node_given_by_url_is_measured_instead_of_one_started() -> None:
+    last = LastReport()
+    seen: list[Servers] = []
+
+    async def measure(servers: Servers) -> LoadReport:
+        seen.append(servers)
+        return LoadReport(bench="given")
+
+    with trio.fail_after(60):
+        figures = await last.measure(measure, Progress("given", stream=io.StringIO()),
+                                     "http://127.0.0.1:9/")
+    assert figures == []
+    (servers,) = seen
+    assert servers.node == "http://127.0.0.1:9"
+    assert servers.ceiling.startswith("http://127.0.0.1:")  # the ceiling still runs
+    assert last.details()["notes"] == ["node under test: http://127.0.0.1:9/ (given with --url)"]
