@@ -9,7 +9,7 @@ the small keep-alive client of :mod:`bench._load_client`). Figures:
 - ``profile_get_throughput``: ``GET /api/v1/users/{uid}/gamification`` over the bench's users,
   closed loop on ``get_workers`` connections, against the ceiling's route in the same way;
   target >= 0.7x the ceiling. Rounds interleave ceiling and subject; the best of each is kept.
-  ``profile_get_p50_ms`` / ``profile_get_p99_ms``: the same closed loop's latencies.
+  ``profile_get_p50_ms`` to ``profile_get_p999_ms``: the same closed loop's latencies.
 - ``write_p99_ms`` (and p50, p95, p99.9, max): a write offered at ``write_rate`` requests a
   second (open model, latency from the scheduled send time): ``POST`` an answer to another
   user's question, then read the author's profile until it shows the answer
@@ -283,7 +283,7 @@ def _figures(counts: Counts, ceiling: LoadResult, subject: LoadResult, closed: L
                better="higher", baseline=ceiling.achieved_rate, baseline_name=CEILING_NAME,
                target_ratio=0.7, target=">= 0.7x ceiling"),
     ]
-    for key, p in (("p50", 50.0), ("p99", 99.0)):
+    for key, p in (("p50", 50.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9)):
         figures.append(Figure(
             name=f"profile_get_{key}_ms", value=ms(subject.total.percentile_us(p)), unit="ms",
             better="lower", baseline=ms(ceiling.total.percentile_us(p)),

@@ -24,7 +24,8 @@ TINY_MIXED = mixed.Counts(users=4, rate=50.0, seconds=2.0, baseline_seconds=0.5,
 
 HTTP_FIGURES = [
     ("profile_get_throughput", "req/s"), ("profile_get_p50_ms", "ms"),
-    ("profile_get_p99_ms", "ms"), ("write_p50_ms", "ms"), ("write_p95_ms", "ms"),
+    ("profile_get_p95_ms", "ms"), ("profile_get_p99_ms", "ms"), ("profile_get_p999_ms", "ms"),
+    ("write_p50_ms", "ms"), ("write_p95_ms", "ms"),
     ("write_p99_ms", "ms"), ("write_p999_ms", "ms"), ("write_max_ms", "ms"),
     ("write_post_p99_ms", "ms"), ("write_throughput", "req/s"),
     ("write_achieved_rate", "req/s"), ("http_errors", "requests"),
