@@ -196,6 +196,10 @@ async def measure(servers: Servers, counts: Counts, progress: Progress) -> LoadR
             connections=counts.connections, progress=progress)
     result.notes.append("mix (% of requests): " + ", ".join(
         f"{name} {share:g}" for name, share in WEIGHTS.items()))
+    result.notes.append("login and register hash the password with the production argon2id "
+                        "settings (~150 ms of CPU each here, on up to 4 lanes): while one "
+                        "runs the node has less CPU for everything else, which shows in every "
+                        "operation's tail")
     report.runs.extend([baseline, result])
     report.figures.extend(_figures(counts, baseline, result))
     return report
