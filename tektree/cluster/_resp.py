@@ -201,6 +201,18 @@ class _Target:
         if "password" in query and self.password is None:
             self.password = query["password"][0]
 
+    def hello(self) -> list[list[RespArg]]:
+        """The commands that set a new connection up: AUTH, SELECT (as the URL says)."""
+        hello: list[list[RespArg]] = []
+        if self.password is not None:
+            if self.username:
+                hello.append(["AUTH", self.username, self.password])
+            else:
+                hello.append(["AUTH", self.password])
+        if self.db:
+            hello.append(["SELECT", self.db])
+        return hello
+
 
 class RespConnection:
     """One connection to the Redis at ``url`` (``redis://``, ``rediss://``, ``unix://``),
@@ -239,14 +251,7 @@ class RespConnection:
             ) from exc
         self._stream = stream
         self._parser = RespParser()
-        hello: list[list[RespArg]] = []
-        if target.password is not None:
-            if target.username:
-                hello.append(["AUTH", target.username, target.password])
-            else:
-                hello.append(["AUTH", target.password])
-        if target.db:
-            hello.append(["SELECT", target.db])
+        hello = target.hello()
         if hello:
             for reply in await self._roundtrip(stream, hello):
                 if isinstance(reply, RespError):

@@ -55,7 +55,8 @@ from tektree._envelope import Envelope
 from tektree._errors import CodecError
 from tektree._pool import backoff_delay
 from tektree.cluster._redis import RedisLink
-from tektree.cluster._resp import RespArg, RespConnection, RespConnectionError, RespError
+from tektree.cluster._resp import RespConnectionError, RespError, encode_command
+from tektree.cluster._wire import RespWire
 
 __all__ = ["Inbound", "StreamTransport", "TransportBackpressure", "TransportStatistics"]
 
@@ -97,6 +98,20 @@ class Inbound(NamedTuple):
     stream: str
     entry_id: bytes
     frame: bytes
+
+
+class _Batch:
+    """One write of frames and acks, in flight until all its replies are read."""
+
+    __slots__ = ("acks", "chunks", "count", "out", "upto")
+
+    def __init__(self, out: dict[str, list[bytes]], acks: dict[str, list[bytes]],
+                 upto: int) -> None:
+        self.out = out
+        self.acks = acks
+        self.upto = upto  # sends and acks accepted up to this batch
+        self.chunks: list[tuple[str, list[bytes]]] = []  # one XADD or script call each
+        self.count = 0  # replies expected
 
 
 class TransportBackpressure(Exception):
@@ -157,19 +172,31 @@ class StreamTransport:
         self.max_buffered_frames = max_buffered_frames
         self._out: dict[str, list[bytes]] = {}
         self._acks: dict[str, list[bytes]] = {}
-        self._pending = 0  # frames buffered or in an unfinished flush
+        self._pending = 0  # frames buffered or in an unconfirmed write
         self._enqueued = 0  # sends and acks accepted so far
-        self._written = 0  # ... of which written
+        self._written = 0  # ... of which written and confirmed
         self._wake = trio.Event()
         self._progress = trio.Event()
+        self._pumping = False  # the send loop is writing: sends only buffer
+        self._refused = False  # Redis refused frames: the send loop backs off, then retries
+        self._need_script = True  # load the XADD script before the next write of many frames
+        self._inflight: _Batch | None = None  # written, replies not all read yet
+        self._replies: list[Any] = []  # the replies of ``_inflight`` read so far
         self._history_from: bytes | None = b"0"
         self._last_read = b"0"
         self._sent = self._flushes = self._send_errors = 0
         self._acks_in_flight = 0  # own-inbox acks the reader took, not yet written
-        # The hot paths speak RESP on their own sockets (coredis costs ~300 us of Python per
-        # command): the sender's pipeline, and the reader's blocking XREADGROUP.
-        self._writer = RespConnection(link.url)
-        self._reader_conn = RespConnection(link.url)
+        # The hot paths speak RESP on sockets of their own, driven without a task switch where
+        # they can be (coredis costs ~300 us of Python per command, a trio round trip ~50 us):
+        # the writer of frames and acks, and the reader's blocking XREADGROUP.
+        self._writer = RespWire(link.url)
+        self._reader_wire = RespWire(link.url)
+        self._heads: dict[tuple[str, int], bytes] = {}
+        self._ack_heads: dict[str, tuple[bytes, bytes]] = {}
+        self._blocking_read = encode_command([
+            "XREADGROUP", "GROUP", self.group, node, "COUNT", batch_max, "BLOCK", block_ms,
+            "STREAMS", self.inbox, ">",
+        ])
         self._received = self._acked = self._malformed = self._claimed = self._groups = 0
 
     def inbox_of(self, node: str) -> str:
@@ -195,7 +222,8 @@ class StreamTransport:
     # -- sending --------------------------------------------------------------------------
 
     def send(self, dest_node: str, frame: bytes) -> None:
-        """Queue ``frame`` for ``dest_node``'s inbox; the sender task writes it soon.
+        """Queue ``frame`` for ``dest_node``'s inbox and write it now if the writer is idle
+        (one ``send`` syscall from this task, no task switch), else soon with the batch.
 
         Raises :class:`TransportBackpressure` when ``max_buffered_frames`` frames already wait.
         """
@@ -207,18 +235,20 @@ class StreamTransport:
         buffer.append(frame)
         self._pending += 1
         self._enqueued += 1
-        self._wake.set()
+        if self._pumping or not self._write_now():
+            self._wake.set()
 
     async def send_wait(self, dest_node: str, frame: bytes) -> None:
         """:meth:`send`, waiting for room while the buffer is full. Cancelled: nothing sent."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._pending >= self.max_buffered_frames:
+            self._wake.set()
             await self._progress.wait()
         self.send(dest_node, frame)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def ack(self, stream: str, entry_ids: list[bytes]) -> None:
-        """Acknowledge (and delete) handled entries of ``stream``; written with the next flush."""
+        """Acknowledge (and delete) handled entries of ``stream``; written with the next write."""
         if not entry_ids:
             return
         pending = self._acks.get(stream)
@@ -229,95 +259,202 @@ class StreamTransport:
         self._enqueued += 1
         if stream != self.inbox:
             self._wake.set()
-        # Acks of our own inbox are lazy: they ride with the next flush of frames or the
+        # Acks of our own inbox are lazy: they ride with the next write of frames or the
         # reader's next XREADGROUP (within ``block_ms``), or :meth:`flush` forces them out.
 
     async def flush(self) -> None:
-        """Wait until everything sent and acked before this call is written (needs :meth:`run`)."""
+        """Wait until everything sent and acked before this call is written and Redis
+        confirmed it (needs :meth:`run`)."""
         target = self._enqueued
-        if self._written < target:
-            self._wake.set()
         while self._written < target or self._acks_in_flight:
+            self._wake.set()
             await self._progress.wait()
         await trio.lowlevel.checkpoint()
+
+    def _write_now(self) -> bool:
+        """The direct path: if no write is in flight (its replies may have arrived: take
+        them), write everything buffered now. False when the send loop must do it."""
+        if self._refused or not self._writer.connected:
+            return False
+        try:
+            if self._inflight is not None:
+                self._take_replies()
+                if self._inflight is not None:
+                    return False
+            self._start_batch()
+        except RespConnectionError:
+            self._writer_lost()
+            return False
+        return not self._writer.unsent
+
+    def _start_batch(self) -> None:
+        """Write everything buffered (frames, then acks) as one batch, now: the batch is in
+        flight until its replies are read (:meth:`_take_replies`)."""
+        out, self._out = self._out, {}
+        acks, self._acks = self._acks, {}
+        if not out and not acks:
+            return
+        batch = _Batch(out, acks, self._enqueued)
+        parts: list[bytes] = []
+        for dest, frames in out.items():
+            inbox = self.inbox_of(dest)
+            for i in range(0, len(frames), XADD_CHUNK):
+                chunk = frames[i : i + XADD_CHUNK]
+                batch.chunks.append((dest, chunk))
+                parts.append(self._head(inbox, len(chunk)))
+                for frame in chunk:
+                    parts.append(b"$%d\r\n" % len(frame))
+                    parts.append(frame)
+                    parts.append(b"\r\n")
+        for stream, ids in acks.items():
+            parts.append(self._ack_commands(stream, ids))
+        batch.count = len(batch.chunks) + 2 * len(acks)
+        self._inflight = batch
+        self._replies = []
+        self._writer.write_nowait(b"".join(parts))
+
+    def _head(self, inbox: str, frames: int) -> bytes:
+        """The RESP of a command appending ``frames`` frames to ``inbox``, up to the frames:
+        a plain ``XADD`` for one frame, else the script (one command for many)."""
+        head = self._heads.get((inbox, frames))
+        if head is None:
+            if frames == 1:
+                head = b"*5" + encode_command(["XADD", inbox, "*", FIELD])[2:]
+            else:
+                head = b"*%d\r\n" % (frames + 4) + encode_command(
+                    ["EVALSHA", _XADD_MANY_SHA, 1, inbox]
+                ).split(b"\r\n", 1)[1]
+            if frames < 16:  # the common sizes
+                self._heads[(inbox, frames)] = head
+        return head
+
+    def _take_replies(self) -> None:
+        """Read the replies of the batch in flight that arrived, without waiting; settle it
+        once all are in. Raises :class:`RespConnectionError` if the writer's link broke."""
+        batch = self._inflight
+        if batch is None:
+            return
+        replies = self._writer.read_nowait()
+        if not replies:
+            return
+        got = self._replies
+        got.extend(replies)
+        if len(got) >= batch.count:
+            self._inflight = None
+            self._replies = []
+            self._settle(batch, got)
+
+    def _settle(self, batch: _Batch, replies: list[Any]) -> None:
+        """A batch's replies are in: count what was written, put back what Redis refused."""
+        chunks = batch.chunks
+        for reply in replies[len(chunks) :]:
+            if isinstance(reply, RespError):
+                # An ack on a stream whose group is gone (Redis restarted): nothing to ack.
+                _log.info("ack skipped: consumer group gone", error=str(reply), node=self.node)
+                break
+        self._acked += sum(map(len, batch.acks.values()))
+        failed: dict[str, list[bytes]] = {}
+        for (dest, chunk), reply in zip(chunks, replies, strict=False):
+            if isinstance(reply, RespError):
+                # Refused before any write (e.g. OOM: the first XADD fails; NOSCRIPT: the
+                # script is gone), so the whole chunk is retried. A later chunk to the same
+                # node may have succeeded: order is then kept per chunk only.
+                if reply.kind == "NOSCRIPT":
+                    self._need_script = True
+                else:
+                    if not self._refused:
+                        _log.warning("redis refused frames; retrying", dest=dest,
+                                     error=str(reply))
+                    self._send_errors += len(chunk)
+                    self._refused = True
+                failed.setdefault(dest, []).extend(chunk)
+        written = sum(len(chunk) for _, chunk in chunks) - sum(map(len, failed.values()))
+        self._pending -= written
+        self._sent += written
+        self._flushes += 1
+        if failed:
+            for dest, frames in failed.items():  # back to the front, order kept
+                self._out[dest] = frames + self._out.get(dest, [])
+            self._wake.set()
+        elif not self._out and not self._acks:
+            self._written = self._enqueued
+        else:
+            self._written = batch.upto
+        self._progress.set()
+        self._progress = trio.Event()
+
+    def _writer_lost(self) -> None:
+        """The writer's connection broke: what was in flight goes back to the front of the
+        buffers (it may have been written: a duplicate at worst), the send loop reconnects."""
+        self._writer.close()
+        self._requeue_inflight()
+        self._wake.set()
+
+    def _requeue_inflight(self) -> None:
+        batch, self._inflight = self._inflight, None
+        self._replies = []
+        if batch is not None:
+            for dest, frames in batch.out.items():
+                self._out[dest] = frames + self._out.get(dest, [])
+            for stream, ids in batch.acks.items():
+                self._acks[stream] = ids + self._acks.get(stream, [])
 
     async def _send_loop(self) -> None:
         failures = 0
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
-            out, self._out = self._out, {}
-            acks, self._acks = self._acks, {}
-            upto = self._enqueued
-            failed = await self._write(out, acks)
-            written = sum(map(len, out.values())) - sum(map(len, failed.values()))
-            self._pending -= written
-            self._sent += written
-            self._flushes += 1
-            if failed:
-                for dest, frames in failed.items():  # back to the front, order kept
-                    self._out[dest] = frames + self._out.get(dest, [])
-                self._wake.set()
+            self._pumping = True
+            try:
+                await self._link.call(self._pump)
+            finally:
+                self._pumping = False
+            if self._refused:
                 failures += 1
                 await trio.sleep(backoff_delay(failures, 0.05, 2.0))
+                self._refused = False
+                self._wake.set()
             else:
                 failures = 0
-                self._written = upto
-            self._progress.set()
-            self._progress = trio.Event()
 
-    async def _write(
-        self, out: dict[str, list[bytes]], acks: dict[str, list[bytes]]
-    ) -> dict[str, list[bytes]]:
-        """One pipeline: every buffered frame (a script appending up to ``XADD_CHUNK`` frames per
-        call), then every pending ack. Returns the frames Redis refused, by destination."""
-        group = self.group
-        chunks = [
-            (dest, frames[i : i + XADD_CHUNK])
-            for dest, frames in out.items()
-            for i in range(0, len(frames), XADD_CHUNK)
-        ]
-        commands: list[list[RespArg]] = [
-            ["EVALSHA", _XADD_MANY_SHA, 1, self.inbox_of(dest), *chunk] for dest, chunk in chunks
-        ]
-        for stream, ids in acks.items():
-            commands.append(["XACK", stream, group, *ids])
-            commands.append(["XDEL", stream, *ids])
+    async def _pump(self, _: object) -> None:
+        """Write until nothing is buffered and nothing in flight (for ``RedisLink.call``:
+        a lost connection is raised, and retried with backoff)."""
         writer = self._writer
-
-        async def attempt(_: object) -> list[Any]:
-            replies = await writer.pipeline(commands)
-            missing = [
-                i for i in range(len(chunks))
-                if isinstance(replies[i], RespError) and replies[i].kind == "NOSCRIPT"
-            ]
-            if missing:  # a fresh (restarted) Redis: load the script, re-run those chunks
-                loaded = await writer.pipeline([["SCRIPT", "LOAD", _XADD_MANY]])
-                if isinstance(loaded[0], RespError):
-                    return replies  # those chunks count as refused: retried with backoff
-                again = await writer.pipeline([commands[i] for i in missing])
-                for i, reply in zip(missing, again, strict=True):
-                    replies[i] = reply
-            return replies
-
-        replies = await self._link.call(attempt)
-        self._acked += sum(map(len, acks.values()))
-        for reply in replies[len(chunks) :]:
-            if isinstance(reply, RespError):
-                # An ack on a stream whose group is gone (Redis restarted): nothing to ack.
-                _log.info("ack skipped: consumer group gone", error=str(reply), node=self.node)
-                break
-        failed: dict[str, list[bytes]] = {}
-        for (dest, chunk), reply in zip(chunks, replies, strict=False):
-            if isinstance(reply, RespError):
-                # Refused before any write (e.g. OOM: the script's first XADD fails), so the
-                # whole chunk is retried. A later chunk to the same node may have succeeded:
-                # order is then kept per chunk only.
-                if not failed:
-                    _log.warning("redis refused frames; retrying", dest=dest, error=str(reply))
-                self._send_errors += len(chunk)
-                failed.setdefault(dest, []).extend(chunk)
-        return failed
+        try:
+            while True:
+                if not writer.connected:
+                    self._requeue_inflight()
+                    await writer.connect()
+                    self._need_script = True
+                if self._need_script and self._inflight is None:
+                    loaded = await writer.roundtrip([["SCRIPT", "LOAD", _XADD_MANY]])
+                    if isinstance(loaded[0], RespError):
+                        raise RespConnectionError(f"redis is not ready: {loaded[0]}")
+                    self._need_script = False
+                    continue
+                while self._inflight is not None:
+                    await writer.drain()
+                    self._take_replies()
+                    if self._inflight is not None:
+                        await writer.wait_readable()
+                if self._refused or self._need_script:
+                    if self._refused:
+                        return  # the loop backs off, then retries
+                    continue
+                if not self._out and not self._acks:
+                    self._written = self._enqueued
+                    self._progress.set()
+                    self._progress = trio.Event()
+                    return
+                self._start_batch()
+        except RespConnectionError:
+            self._writer_lost()
+            raise
+        except BaseException:
+            # Cancelled mid-write: replies can no longer be paired with requests.
+            self._writer_lost()
+            raise
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -331,9 +468,8 @@ class StreamTransport:
                 nursery.start_soon(self._receive_loop)
                 task_status.started()
         finally:
-            with trio.CancelScope(shield=True):
-                await self._writer.disconnect()
-                await self._reader_conn.disconnect()
+            self._writer.close()
+            self._reader_wire.close()
 
     async def _ensure_group(self, stream: str) -> None:
         """The group on ``stream`` (created with the stream, from ID 0; BUSYGROUP is fine)."""
@@ -365,6 +501,13 @@ class StreamTransport:
                     self._acks.setdefault(self.inbox, [])[:0] = ids
                     self._acks_in_flight -= 1
                     self._wake.set()
+            if self._inflight is not None and not self._pumping:
+                # The replies of a direct write are in by now, most likely (a reply to it is):
+                # take them here, which spares the writer a wake of its own.
+                try:
+                    self._take_replies()
+                except RespConnectionError:
+                    self._writer_lost()
             if not batch:
                 self._history_from = None
                 continue
@@ -382,52 +525,82 @@ class StreamTransport:
         there is some, or when the first attempt failed (its reply may have been lost).
 
         The read carries ``acks[0]``, acks of our inbox (``XACK`` + ``XDEL`` ahead of the
-        ``XREADGROUP`` in one pipeline): they cost no round trip of their own. Once written,
+        ``XREADGROUP`` in one write): they cost no round trip of their own. Once written,
         ``acks[0]`` becomes ``None``."""
         attempts = 0
-        inbox, group = self.inbox, self.group
-
-        def acked(index: int, reply: Any) -> None:
-            ids = acks[0]
-            if index != 1 or not ids:
-                return
-            if isinstance(reply, RespError):
-                _log.info("ack skipped: consumer group gone", error=str(reply), node=self.node)
-            self._acked += len(ids)
-            acks[0] = None
-            self._acks_in_flight -= 1
-            self._progress.set()
-            self._progress = trio.Event()
 
         async def read(_: object) -> list[Inbound]:
             nonlocal attempts
             attempts += 1
             if attempts > 1 and self._history_from is None:
                 self._history_from = self._last_read
-            commands: list[list[RespArg]] = []
-            ids = acks[0]
-            if ids:
-                commands.append(["XACK", inbox, group, *ids])
-                commands.append(["XDEL", inbox, *ids])
-            if self._history_from is not None:
-                commands.append([
-                    "XREADGROUP", "GROUP", group, self.node, "COUNT", self.batch_max,
-                    "STREAMS", inbox, self._history_from,
-                ])
-            else:
-                commands.append([
-                    "XREADGROUP", "GROUP", group, self.node, "COUNT", self.batch_max,
-                    "BLOCK", self.block_ms, "STREAMS", inbox, ">",
-                ])
-            replies = await self._reader_conn.pipeline(commands, acked)
-            reply = replies[-1]
-            if isinstance(reply, RespError):
-                if reply.kind in _TRANSIENT_REPLIES:  # retried by RedisLink.call
-                    raise RespConnectionError(f"redis is not ready: {reply}") from reply
-                raise reply
-            return _inbound_resp(inbox, reply)
+            return await self._read(acks)
 
         return read
+
+    async def _read(self, acks: list[list[bytes] | None]) -> list[Inbound]:
+        inbox = self.inbox
+        ids = acks[0]
+        commands = 1
+        payload = self._blocking_read
+        if self._history_from is not None:
+            payload = encode_command([
+                "XREADGROUP", "GROUP", self.group, self.node, "COUNT", self.batch_max,
+                "STREAMS", inbox, self._history_from,
+            ])
+        if ids:
+            payload = self._ack_commands(inbox, ids) + payload
+            commands = 3
+        wire = self._reader_wire
+        try:
+            if not wire.connected:
+                await wire.connect()
+            wire.write_nowait(payload)
+            await wire.drain()
+            replies: list[Any] = []
+            while True:
+                await wire.wait_readable()  # a blocking read: nothing is there yet
+                for reply in wire.read_nowait():
+                    replies.append(reply)
+                    if len(replies) == 2 and ids:
+                        self._own_acks_written(acks, reply)
+                if len(replies) == commands:
+                    break
+        except BaseException:
+            wire.close()  # a read may still be pending on it
+            raise
+        reply = replies[-1]
+        if isinstance(reply, RespError):
+            if reply.kind in _TRANSIENT_REPLIES:  # retried by RedisLink.call
+                raise RespConnectionError(f"redis is not ready: {reply}") from reply
+            raise reply
+        return _inbound_resp(inbox, reply)
+
+    def _own_acks_written(self, acks: list[list[bytes] | None], reply: Any) -> None:
+        """The reply of the reader's XDEL: the acks it carried are written."""
+        ids = acks[0]
+        if not ids:
+            return
+        if isinstance(reply, RespError):
+            _log.info("ack skipped: consumer group gone", error=str(reply), node=self.node)
+        self._acked += len(ids)
+        acks[0] = None
+        self._acks_in_flight -= 1
+        self._progress.set()
+        self._progress = trio.Event()
+
+    def _ack_commands(self, stream: str, ids: list[bytes]) -> bytes:
+        """``XACK stream group ids...`` then ``XDEL stream ids...``, in RESP."""
+        heads = self._ack_heads.get(stream)
+        if heads is None:
+            xack = encode_command(["XACK", stream, self.group]).split(b"\r\n", 1)[1]
+            xdel = encode_command(["XDEL", stream]).split(b"\r\n", 1)[1]
+            heads = self._ack_heads[stream] = (xack, xdel)
+        args = b"".join([b"$%d\r\n%s\r\n" % (len(i), i) for i in ids])
+        return b"".join(
+            (b"*%d\r\n" % (len(ids) + 3), heads[0], args, b"*%d\r\n" % (len(ids) + 2), heads[1],
+             args)
+        )
 
     @overload
     def decode_or_skip(self, inbound: Inbound) -> Envelope | None: ...
