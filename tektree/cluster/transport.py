@@ -8,19 +8,27 @@ destination arrive in the order sent. Duplicates are possible after a connection
 middle of a flush (the whole batch is retried) or when a survivor claims a dead node's entries;
 effects are made idempotent by message ids upstream.
 
-Sending is synchronous and buffered: :meth:`StreamTransport.send` appends to a per-destination
-buffer and wakes the sender task, which writes everything buffered, for every destination and
-with the pending acks, in one pipeline. Frames go in a Lua script (``EVALSHA``; ``NOSCRIPT`` loads
-it again) appending up to 1,000 of them per call rather than one ``XADD`` each.
+Sending is synchronous. When no write is in flight, :meth:`StreamTransport.send` writes the
+frame at once from the calling task (an asker, a handler replying): one ``send`` syscall, no task
+switch, with every pending ack in the same write. Otherwise the frame is buffered and the sender
+task writes everything buffered, for every destination and with the pending acks, as one batch as
+soon as the batch in flight is confirmed: at most one batch is in flight, so a burst of tells
+still goes out in large batches, and order is kept. One frame goes as a plain ``XADD``, several
+in a Lua script (``EVALSHA``; ``NOSCRIPT`` loads it again) appending up to 1,000 per call.
 
-The hot paths (the sender's pipeline, the reader's ``XREADGROUP``) speak RESP through
-:mod:`tektree.cluster._resp` on two sockets of their own: coredis costs ~300 us of Python per
-command. Everything else (groups, claims, drops) goes through coredis. Acks of this node's own
-inbox are lazy: they ride with the next write of frames, or ahead of the reader's next
-``XREADGROUP`` in its pipeline (within ``block_ms``), or :meth:`StreamTransport.flush` forces
-them out; an entry is still deleted only after ``ack``, i.e. after its frame was handled. After
-handing out a batch the reader lets the tasks it woke run (a few scheduler rounds) before it
-re-arms its blocking read, so their replies leave first and their acks join that read.
+The hot paths (the writer, the reader's ``XREADGROUP``) speak RESP on two sockets of their own
+through :class:`~tektree.cluster._wire.RespWire`, driven synchronously where they can be: coredis
+costs ~300 us of Python per command, a trio stream round trip ~50 us. Everything else (groups,
+claims, drops) goes through coredis. The replies of a direct write are not waited for: the reader
+takes them when it wakes (a reply to the frame arrives after them), or the next send does, or
+the sender task when it writes next; :meth:`StreamTransport.flush` waits for them.
+
+Acks of this node's own inbox are lazy: they ride with the next write of frames (a handler's
+reply carries the ack of its request), or ahead of the reader's next ``XREADGROUP`` (within
+``block_ms``), or :meth:`StreamTransport.flush` forces them out; an entry is still deleted only
+after ``ack``, i.e. after its frame was handled. The reader re-arms its blocking read right after
+handing out a batch, carrying only the acks made before it: those of the batch are left for the
+writes its handlers are about to make.
 
 Frames accepted but not yet written (buffered or in an unfinished flush) are bounded by
 ``max_buffered_frames``: above it ``send`` raises :class:`TransportBackpressure` and
@@ -484,8 +492,13 @@ class StreamTransport:
 
     async def _receive_loop(self) -> None:
         self._history_from = b"0"  # first, our own pending entries
+        carry: list[bytes] | None = None
         while True:
-            acks: list[list[bytes] | None] = [self._acks.pop(self.inbox, None)]
+            # The read carries the acks of our inbox made before the last batch was handed out
+            # that no write took meanwhile; those of that batch are left for the writes its
+            # handlers are about to make (a reply, the next ask), or for the next read.
+            acks: list[list[bytes] | None] = [carry]
+            carry = None
             if acks[0]:
                 self._acks_in_flight += 1
             try:
@@ -508,6 +521,7 @@ class StreamTransport:
                     self._take_replies()
                 except RespConnectionError:
                     self._writer_lost()
+            carry = self._acks.pop(self.inbox, None)
             if not batch:
                 self._history_from = None
                 continue
@@ -516,7 +530,6 @@ class StreamTransport:
                 self._history_from = self._last_read
             self._received += len(batch)
             self._on_frames(batch)
-            await _let_others_run()
 
     def _reader(
         self, acks: list[list[bytes] | None]
@@ -703,18 +716,3 @@ def _field(fields: list[bytes]) -> bytes:
         if fields[i] == FIELD:
             return fields[i + 1]
     return b""
-
-
-_YIELDS = 8
-"""Scheduler rounds the reader waits at most, after handing out a batch, for the tasks it woke."""
-
-
-async def _let_others_run() -> None:
-    """Yield while other tasks are runnable (at most ``_YIELDS`` scheduler rounds): the handlers
-    of a batch send their replies and acks before the reader re-arms its blocking read, so the
-    reply leaves first and the acks ride with that read instead of costing a write."""
-    statistics = trio.lowlevel.current_statistics
-    for _ in range(_YIELDS):
-        await trio.lowlevel.checkpoint()
-        if not statistics().tasks_runnable:
-            return
