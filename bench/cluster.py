@@ -34,13 +34,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -279,6 +281,17 @@ async def ask_throughput(node: Node, keys: Sequence[str], count: int, deadline: 
     return done / (time.perf_counter() - start)
 
 
+def _tick(schedule: Sequence[float], offset: float, stop: threading.Event,
+          fire: Callable[[int, float], None]) -> None:
+    """In a thread: ``fire(i, at)`` for each time ``at`` of ``schedule`` (trio's clock, which is
+    ``time.perf_counter() + offset``), on time to within the OS timer's slack."""
+    for i, at in enumerate(schedule):
+        delay = at - offset - time.perf_counter()
+        if delay > 0 and stop.wait(delay):
+            return
+        fire(i, at)
+
+
 async def ask_latency(
     node: Node,
     keys: Sequence[str],
@@ -290,14 +303,19 @@ async def ask_latency(
 ) -> LatencyRecorder:
     """Remote asks offered at ``rate`` per second for ``seconds`` (open model).
 
-    A scheduler task launches ask ``i`` at ``start + i / rate`` in its own task; the latency
-    counts from that scheduled time, so a late launch (the scheduler starved, or the
-    ``max_in_flight`` bound reached) counts against the figure rather than hiding.
+    Ask ``i`` is due at ``start + i / rate``; the latency counts from that scheduled time, so a
+    late launch (the node's loop busy, or the ``max_in_flight`` bound reached) counts against
+    the figure rather than hiding. The schedule is kept by a thread sleeping until each due
+    time, which hands the ask to the trio loop (``run_sync_soon``): trio's own timers wake at
+    millisecond granularity (``epoll_wait`` rounds its timeout up), which would add ~0.5 ms of
+    the bench's own lateness to every ask at this rate.
     """
     refs = [node.system.ref(KIND, key) for key in keys]
     recorder = LatencyRecorder()
     room = trio.Semaphore(max_in_flight)
     total = max(1, round(rate * seconds))
+    due, arrivals = trio.open_memory_channel[tuple[int, float]](math.inf)
+    token = trio.lowlevel.current_trio_token()
 
     async def one(i: int, scheduled: float) -> None:
         try:
@@ -307,16 +325,29 @@ async def ask_latency(
         finally:
             room.release()
 
+    def fire(i: int, at: float) -> None:
+        token.run_sync_soon(due.send_nowait, (i, at))
+
+    start = trio.current_time() + 0.01
+    schedule = [at for at in (start + i / rate for i in range(total)) if at <= start + seconds]
+    stop = threading.Event()
+
+    async def keep_schedule() -> None:
+        try:
+            await trio.to_thread.run_sync(
+                _tick, schedule, trio.current_time() - time.perf_counter(), stop, fire
+            )
+        finally:
+            token.run_sync_soon(due.close)
+
     async with trio.open_nursery() as nursery:
-        start = trio.current_time() + 0.01
-        end = start + seconds
-        for i in range(total):
-            scheduled = start + i / rate
-            if scheduled > end:
-                break
-            await trio.sleep_until(scheduled)
-            await room.acquire()
-            nursery.start_soon(one, i, scheduled)
+        nursery.start_soon(keep_schedule)
+        try:
+            async for i, scheduled in arrivals:
+                await room.acquire()
+                nursery.start_soon(one, i, scheduled)
+        finally:
+            stop.set()
     return recorder
 
 
