@@ -182,15 +182,10 @@ class RespWire:
             parser.feed(data)
             if len(data) < size and not isinstance(sock, ssl.SSLSocket):
                 break  # the kernel had no more: spare the recv that would say so
-        replies: list[Any] = []
-        while True:
-            try:
-                got, reply = parser.get()
-            except RespConnectionError as exc:  # not RESP: the stream cannot be re-synced
-                raise self._lost(str(exc), exc) from exc
-            if not got:
-                return replies
-            replies.append(reply)
+        try:
+            return parser.take_all()
+        except RespConnectionError as exc:  # not RESP: the stream cannot be re-synced
+            raise self._lost(str(exc), exc) from exc
 
     async def wait_readable(self) -> None:
         """Park until bytes arrive (or the socket fails or is closed)."""

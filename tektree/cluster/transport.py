@@ -111,7 +111,7 @@ class Inbound(NamedTuple):
 class _Batch:
     """One write of frames and acks, in flight until all its replies are read."""
 
-    __slots__ = ("acks", "chunks", "count", "out", "upto")
+    __slots__ = ("acked", "acks", "chunks", "count", "frames", "out", "upto")
 
     def __init__(self, out: dict[str, list[bytes]], acks: dict[str, list[bytes]],
                  upto: int) -> None:
@@ -120,6 +120,8 @@ class _Batch:
         self.upto = upto  # sends and acks accepted up to this batch
         self.chunks: list[tuple[str, list[bytes]]] = []  # one XADD or script call each
         self.count = 0  # replies expected
+        self.frames = 0
+        self.acked = 0
 
 
 class TransportBackpressure(Exception):
@@ -316,6 +318,8 @@ class StreamTransport:
                     parts.append(b"\r\n")
         for stream, ids in acks.items():
             parts.append(self._ack_commands(stream, ids))
+            batch.acked += len(ids)
+        batch.frames = sum(len(chunk) for _, chunk in batch.chunks)
         batch.count = len(batch.chunks) + 2 * len(acks)
         self._inflight = batch
         self._replies = []
@@ -354,13 +358,25 @@ class StreamTransport:
 
     def _settle(self, batch: _Batch, replies: list[Any]) -> None:
         """A batch's replies are in: count what was written, put back what Redis refused."""
+        self._flushes += 1
+        for reply in replies:
+            if type(reply) is RespError:
+                break
+        else:  # the common case: all written
+            self._pending -= batch.frames
+            self._sent += batch.frames
+            self._acked += batch.acked
+            self._written = batch.upto if self._out or self._acks else self._enqueued
+            self._progress.set()
+            self._progress = trio.Event()
+            return
         chunks = batch.chunks
         for reply in replies[len(chunks) :]:
             if isinstance(reply, RespError):
                 # An ack on a stream whose group is gone (Redis restarted): nothing to ack.
                 _log.info("ack skipped: consumer group gone", error=str(reply), node=self.node)
                 break
-        self._acked += sum(map(len, batch.acks.values()))
+        self._acked += batch.acked
         failed: dict[str, list[bytes]] = {}
         for (dest, chunk), reply in zip(chunks, replies, strict=False):
             if isinstance(reply, RespError):
@@ -376,10 +392,9 @@ class StreamTransport:
                     self._send_errors += len(chunk)
                     self._refused = True
                 failed.setdefault(dest, []).extend(chunk)
-        written = sum(len(chunk) for _, chunk in chunks) - sum(map(len, failed.values()))
+        written = batch.frames - sum(map(len, failed.values()))
         self._pending -= written
         self._sent += written
-        self._flushes += 1
         if failed:
             for dest, frames in failed.items():  # back to the front, order kept
                 self._out[dest] = frames + self._out.get(dest, [])
@@ -497,10 +512,8 @@ class StreamTransport:
             # The read carries the acks of our inbox made before the last batch was handed out
             # that no write took meanwhile; those of that batch are left for the writes its
             # handlers are about to make (a reply, the next ask), or for the next read.
-            acks: list[list[bytes] | None] = [carry]
+            acks: list[list[bytes] | None] = [carry]  # counted in _acks_in_flight already
             carry = None
-            if acks[0]:
-                self._acks_in_flight += 1
             try:
                 batch = await self._link.call(self._reader(acks))
             except RespError as exc:
@@ -522,6 +535,8 @@ class StreamTransport:
                 except RespConnectionError:
                     self._writer_lost()
             carry = self._acks.pop(self.inbox, None)
+            if carry:
+                self._acks_in_flight += 1
             if not batch:
                 self._history_from = None
                 continue
