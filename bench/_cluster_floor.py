@@ -18,7 +18,8 @@ it (one inbox stream per side, one consumer group):
 Bounded in count and time: ``a`` stops after ``--count`` asks or ``--seconds``, then sends ``b`` a
 stop frame and deletes both streams; ``b`` stops on that frame or at its own deadline (its blocking
 reads time out every ``BLOCK_MS`` to check it). ``a`` prints one JSON line: ``asks``, ``seconds``,
-``p50_us``, ``p99_us`` (the time of each ask, from its ``XADD`` to its reply).
+``p50_us``, ``p99_us`` (the time of each ask, from its ``XADD`` to its reply; with ``--rate``,
+from its scheduled time: asks offered on a schedule, one at a time, as an open-model client).
 """
 
 from __future__ import annotations
@@ -121,12 +122,21 @@ def serve(conn: FloorConnection, mine: bytes, peer: bytes, deadline: float) -> N
 
 
 def ask(conn: FloorConnection, mine: bytes, peer: bytes, count: int,
-        deadline: float) -> dict[str, float]:
-    """Role ``a``: ``count`` sequential asks (or until the deadline); their figures."""
+        deadline: float, rate: float = 0.0) -> dict[str, float]:
+    """Role ``a``: ``count`` asks (or until the deadline); their figures.
+
+    ``rate`` 0: in sequence, each ask timed from its ``XADD``. Otherwise on a schedule, ask
+    ``i`` due at ``start + i / rate`` and timed from then (open model; one at a time: an ask
+    due while the previous one is still out starts late, and its lateness counts)."""
     took: list[float] = []
     start = time.perf_counter()
     while len(took) < count and time.perf_counter() < deadline:
-        sent = time.perf_counter()
+        now = time.perf_counter()
+        sent = start + len(took) / rate if rate else now
+        if sent >= deadline:
+            break
+        if sent > now:
+            time.sleep(sent - now)
         conn.send(command("XADD", peer, "*", "f", FRAME))
         conn.read()
         while True:
@@ -152,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--key", required=True, help="prefix of the two streams")
     parser.add_argument("--count", type=int, default=3000, help="asks (role a)")
     parser.add_argument("--seconds", type=float, default=15.0, help="time bound")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="asks offered per second (role a; 0: in sequence)")
     args = parser.parse_args(argv)
     deadline = time.perf_counter() + args.seconds
     streams = {role: f"{args.key}:{role}".encode() for role in ("a", "b")}
@@ -164,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print("ready", flush=True)
             serve(conn, mine, peer, deadline)
             return
-        figures = ask(conn, mine, peer, args.count, deadline)
+        figures = ask(conn, mine, peer, args.count, deadline, args.rate)
         conn.send(command("XADD", peer, "*", "f", STOP))
         conn.read()
         print(json.dumps(figures), flush=True)
