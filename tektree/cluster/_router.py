@@ -5,7 +5,7 @@ envelope, ``R`` for the reply to an ask this node sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
 
@@ -172,8 +172,14 @@ class ClusterRouter:
         self.leases.release_soon(str(actor_id))
 
     # -- inbound -----------------------------------------------------------------------------
-    def on_frame(self, stream: str, entry_id: bytes, frame: bytes) -> None:
-        """One entry of this node's inbound stream (or of a dead node's, being re-routed)."""
+    def on_frame(
+        self, stream: str, entry_id: bytes, frame: bytes, *, inline: bool = False
+    ) -> Awaitable[None] | None:
+        """One entry of this node's inbound stream (or of a dead node's, being re-routed).
+
+        With ``inline``, an ask for an idle local activation may come back as an awaitable that
+        handles it in the awaiting task (see ``ActorSystem.deliver_inbound``): await it before
+        the next frame."""
         ack = partial(self.sink.ack, stream, [entry_id])
         kind, body = frame[:1], frame[1:]
         try:
@@ -186,7 +192,7 @@ class ClusterRouter:
                     else:
                         slot.set_error(value)
                 ack()
-                return
+                return None
             if kind != ENVELOPE_FRAME:
                 raise CodecError(f"frame type {kind!r} is neither an envelope nor a reply")
             env = decode_envelope(body)
@@ -195,11 +201,12 @@ class ClusterRouter:
             _log.warning("malformed frame skipped", stream=stream,
                          entry_id=entry_id.decode(errors="replace"), error=str(exc))
             ack()
-            return
+            return None
         try:
-            self.system.deliver_inbound(env, ack)
+            return self.system.deliver_inbound(env, ack, inline=inline)
         except TekTreeError as exc:
             _log.warning("inbound message refused", stream=stream, target=str(env.target),
                          error=str(exc))
             if env.reply_to is not None:
                 RemoteReply(self, env.reply_to, env.message_id).set_error(exc)
+            return None

@@ -1,12 +1,13 @@
 """Node-to-node frames over Redis Streams: one inbox stream per node, one consumer group.
 
 Each node reads ``{prefix}:inbox:<node>`` as consumer ``<node>`` of the group ``{prefix}:g`` and
-hands every batch to ``on_frames``. Delivery is at-least-once: the node calls :meth:`ack` only
-after it handled a frame; an acked entry is also deleted (``XACK`` + ``XDEL``), so a stream holds
-only what is undelivered or unacked and never needs trimming. Frames from one sender to one
-destination arrive in the order sent. Duplicates are possible after a connection breaks in the
-middle of a flush (the whole batch is retried) or when a survivor claims a dead node's entries;
-effects are made idempotent by message ids upstream.
+hands every batch to ``on_frames`` (which may return an awaitable, e.g. asks it handles right
+there: the reader awaits it before it reads on). Delivery is at-least-once: the node calls
+:meth:`ack` only after it handled a frame; an acked entry is also deleted (``XACK`` +
+``XDEL``), so a stream holds only what is undelivered or unacked and never needs trimming.
+Frames from one sender to one destination arrive in the order sent. Duplicates are possible
+after a connection breaks in the middle of a write (the whole batch is retried) or when a
+survivor claims a dead node's entries; effects are made idempotent by message ids upstream.
 
 Sending is synchronous. When no write is in flight, :meth:`StreamTransport.send` writes the
 frame at once from the calling task (an asker, a handler replying): one ``send`` syscall, no task
@@ -161,7 +162,7 @@ class StreamTransport:
         link: RedisLink,
         *,
         node: str,
-        on_frames: Callable[[list[Inbound]], None],
+        on_frames: Callable[[list[Inbound]], Awaitable[None] | None],
         batch_max: int = 256,
         block_ms: int = 1000,
         max_buffered_frames: int = 50_000,
@@ -547,7 +548,9 @@ class StreamTransport:
             if self._history_from is not None:
                 self._history_from = self._last_read
             self._received += len(batch)
-            self._on_frames(batch)
+            handled = self._on_frames(batch)
+            if handled is not None:
+                await handled
 
     def _reader(
         self, acks: list[list[bytes] | None]
