@@ -13,26 +13,37 @@ to ours).
 - ``remote_ask_p50_us``, ``remote_ask_p99_us``: asks offered at a fixed rate (open model: a
   scheduler task launches each on its schedule, latency counts from the scheduled send time).
 
-Baselines, measured against the same server in the same run: ``redis-benchmark -P 16`` XADD
-ops/s (the command the transport issues per frame) is the ceiling of both throughputs, and a
-one-client ``redis-benchmark`` PING (one Redis round trip) is the baseline of the latencies. The
-targets are absolute (>= 50,000 msg/s, >= 5,000 asks/s, p99 <= 3 ms): :class:`AbsoluteFigure`
-judges ``met`` by the value while the ratio to the ceiling is still shown.
+Baselines, measured against the same server in the same run:
 
-Every round runs the ceiling then the subject, interleaved, keeping the best of each.
+- the tells' ceiling: ``redis-benchmark -P 16`` XADD ops/s (the command the transport issues
+  per frame);
+- the asks' floor: two fresh plain-Python processes (``bench._cluster_floor``: blocking sockets,
+  hand-built RESP, no event loop, no codec, no actor) doing the least a remote ask through two
+  streams needs: in sequence for ``remote_ask_throughput`` (ratio value / floor asks/s), and
+  offered at the latency figures' rate for as long for ``remote_ask_p50_us`` and
+  ``remote_ask_p99_us`` (the floor's own p50 and p99 from the scheduled time; ratio
+  floor / value).
+
+The targets are absolute (>= 50,000 msg/s, >= 5,000 asks/s, p99 <= 3 ms): :class:`AbsoluteFigure`
+judges ``met`` by the value while the ratio to the baseline is still shown.
+
+Every round runs the ceiling, the floor, then the subject, interleaved, keeping the best of each.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -43,6 +54,7 @@ from bench._cluster_node import KIND, READY, Count, Echo, Hit, Sink, node_config
 from bench._harness import Better, Deadline, Figure, LatencyRecorder, Progress
 from tektree import ActorRef, Node
 from tektree._telemetry import configure_logging
+from tektree.cluster._resp import RespConnection
 from tektree.cluster._router import ClusterRouter
 from tektree.testing import open_test_node
 from tektree.testing.redis import RedisServer, open_redis_server
@@ -54,6 +66,7 @@ __all__ = [
     "Counts",
     "RemoteNode",
     "Results",
+    "ask_floor",
     "ask_latency",
     "ask_throughput",
     "measure",
@@ -66,10 +79,12 @@ __all__ = [
 ]
 
 CEILING_NAME = "redis-benchmark -P 16 (ceiling)"
-ROUND_TRIP_NAME = "redis-benchmark PING, 1 client (one round trip)"
+FLOOR_NAME = "floor: 2 plain-Python processes, blocking sockets, hand-built RESP"
+FLOOR_OPEN_NAME = "floor (2 plain-Python processes) at the same offered rate"
 LOCAL, REMOTE = "bench-client", "bench-remote"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _NODE_CODE = "from bench._cluster_node import main; main()"
+_FLOOR_CODE = "from bench._cluster_floor import main; main()"
 #: The frame the ceiling appends: about the size of an encoded ``Hit`` envelope.
 _CEILING_FRAME = "x" * 150
 _HIT = Hit()
@@ -112,7 +127,23 @@ QUICK = Counts(tell=20_000, tell_actors=100, ask=1_000, latency_rate=1000.0,
                latency_seconds=3.0, ceiling_requests=50_000, rounds=1, seconds=5.0)
 
 
-# --------------------------------------------------------------------------- the remote node
+# --------------------------------------------------------------------------- the processes
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+async def _kill(process: trio.Process) -> None:
+    """SIGKILL ``process`` (by its pid) unless it exited; then reap it."""
+    if process.returncode is None:
+        os.kill(process.pid, signal.SIGKILL)
+    with trio.CancelScope(shield=True):
+        await process.wait()
 
 
 class RemoteNode:
@@ -152,9 +183,7 @@ class RemoteNode:
             await self.process.stdin.aclose()
         with trio.move_on_after(timeout):
             await self.process.wait()
-        if self.process.returncode is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            await self.process.wait()
+        await _kill(self.process)
 
 
 @asynccontextmanager
@@ -162,15 +191,11 @@ async def open_remote_node(
     redis_url: str, name: str, *, peers: Sequence[str] = (), start_seconds: float = 30.0
 ) -> AsyncIterator[RemoteNode]:
     """Start a bench node process; yield once it serves and sees ``peers``; stop it after."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p
-    )
     process = await trio.lowlevel.open_process(
         [sys.executable, "-c", _NODE_CODE, "--redis", redis_url, "--name", name,
          "--start-seconds", str(start_seconds), "--peers", *peers],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        cwd=str(_REPO_ROOT), env=env,
+        cwd=str(_REPO_ROOT), env=_child_env(),
     )
     remote = RemoteNode(name, process)
     async with trio.open_nursery() as nursery:
@@ -258,6 +283,17 @@ async def ask_throughput(node: Node, keys: Sequence[str], count: int, deadline: 
     return done / (time.perf_counter() - start)
 
 
+def _tick(schedule: Sequence[float], offset: float, stop: threading.Event,
+          fire: Callable[[int, float], None]) -> None:
+    """In a thread: ``fire(i, at)`` for each time ``at`` of ``schedule`` (trio's clock, which is
+    ``time.perf_counter() + offset``), on time to within the OS timer's slack."""
+    for i, at in enumerate(schedule):
+        delay = at - offset - time.perf_counter()
+        if delay > 0 and stop.wait(delay):
+            return
+        fire(i, at)
+
+
 async def ask_latency(
     node: Node,
     keys: Sequence[str],
@@ -269,14 +305,19 @@ async def ask_latency(
 ) -> LatencyRecorder:
     """Remote asks offered at ``rate`` per second for ``seconds`` (open model).
 
-    A scheduler task launches ask ``i`` at ``start + i / rate`` in its own task; the latency
-    counts from that scheduled time, so a late launch (the scheduler starved, or the
-    ``max_in_flight`` bound reached) counts against the figure rather than hiding.
+    Ask ``i`` is due at ``start + i / rate``; the latency counts from that scheduled time, so a
+    late launch (the node's loop busy, or the ``max_in_flight`` bound reached) counts against
+    the figure rather than hiding. The schedule is kept by a thread sleeping until each due
+    time, which hands the ask to the trio loop (``run_sync_soon``): trio's own timers wake at
+    millisecond granularity (``epoll_wait`` rounds its timeout up), which would add ~0.5 ms of
+    the bench's own lateness to every ask at this rate.
     """
     refs = [node.system.ref(KIND, key) for key in keys]
     recorder = LatencyRecorder()
     room = trio.Semaphore(max_in_flight)
     total = max(1, round(rate * seconds))
+    due, arrivals = trio.open_memory_channel[tuple[int, float]](math.inf)
+    token = trio.lowlevel.current_trio_token()
 
     async def one(i: int, scheduled: float) -> None:
         try:
@@ -286,17 +327,71 @@ async def ask_latency(
         finally:
             room.release()
 
+    def fire(i: int, at: float) -> None:
+        token.run_sync_soon(due.send_nowait, (i, at))
+
+    start = trio.current_time() + 0.01
+    schedule = [at for at in (start + i / rate for i in range(total)) if at <= start + seconds]
+    stop = threading.Event()
+
+    async def keep_schedule() -> None:
+        try:
+            await trio.to_thread.run_sync(
+                _tick, schedule, trio.current_time() - time.perf_counter(), stop, fire
+            )
+        finally:
+            token.run_sync_soon(due.close)
+
     async with trio.open_nursery() as nursery:
-        start = trio.current_time() + 0.01
-        end = start + seconds
-        for i in range(total):
-            scheduled = start + i / rate
-            if scheduled > end:
-                break
-            await trio.sleep_until(scheduled)
-            await room.acquire()
-            nursery.start_soon(one, i, scheduled)
+        nursery.start_soon(keep_schedule)
+        try:
+            async for i, scheduled in arrivals:
+                await room.acquire()
+                nursery.start_soon(one, i, scheduled)
+        finally:
+            stop.set()
     return recorder
+
+
+# --------------------------------------------------------------------------- the floor
+
+
+async def ask_floor(port: int, count: int, seconds: float, *, key: str,
+                    rate: float = 0.0) -> dict[str, float]:
+    """The floor of the ask figures: ``bench._cluster_floor``'s two processes, started fresh,
+    asking ``count`` times (or for ``seconds``) through the server at ``port``, on the streams
+    ``<key>:a`` and ``<key>:b`` (deleted after): in sequence, or offered at ``rate`` per second
+    (open model, latency from the scheduled time). Returns ``asks_per_s``, ``p50_us`` and
+    ``p99_us`` (the time of one ask)."""
+    base = [sys.executable, "-c", _FLOOR_CODE, "--port", str(port), "--key", key,
+            "--count", str(count), "--seconds", str(seconds), "--rate", str(rate)]
+    server = await trio.lowlevel.open_process(
+        [*base, "--role", "b"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=str(_REPO_ROOT), env=_child_env(),
+    )
+    try:
+        with trio.fail_after(seconds + 15):
+            assert server.stdout is not None
+            if b"ready" not in await server.stdout.receive_some(100):
+                raise RuntimeError("the floor's serving process did not start")
+            asker = await trio.run_process(
+                [*base, "--role", "a"], capture_stdout=True, capture_stderr=True, check=False,
+                cwd=str(_REPO_ROOT), env=_child_env(),
+            )
+            if asker.returncode != 0:
+                raise RuntimeError(f"the floor's asking process exited {asker.returncode}: "
+                                   f"{asker.stderr.decode(errors='replace')[-1000:]}")
+            await server.wait()
+    finally:
+        await _kill(server)
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            async with RespConnection(f"redis://127.0.0.1:{port}") as redis:
+                await redis.execute("DEL", f"{key}:a", f"{key}:b")
+    figures = json.loads(asker.stdout)
+    if not figures["asks"]:
+        raise RuntimeError(f"the floor answered no ask within {seconds} s")
+    return {"asks_per_s": figures["asks"] / figures["seconds"],
+            "p50_us": figures["p50_us"], "p99_us": figures["p99_us"]}
 
 
 # --------------------------------------------------------------------------- redis-benchmark
@@ -356,12 +451,12 @@ _SPECS = (
     _Spec(name="remote_tell_throughput", unit="msg/s", better="higher", threshold=50_000,
           target=">= 50,000 msg/s", baseline_key="xadd", baseline_name=CEILING_NAME),
     _Spec(name="remote_ask_throughput", unit="asks/s", better="higher", threshold=5_000,
-          target=">= 5,000 asks/s", baseline_key="xadd", baseline_name=CEILING_NAME),
+          target=">= 5,000 asks/s", baseline_key="floor_asks", baseline_name=FLOOR_NAME),
     _Spec(name="remote_ask_p50_us", unit="us", better="lower", threshold=None,
-          target=None, baseline_key="ping_p50_us", baseline_name=ROUND_TRIP_NAME),
+          target=None, baseline_key="floor_p50_us", baseline_name=FLOOR_OPEN_NAME),
     _Spec(name="remote_ask_p99_us", unit="us", better="lower", threshold=3_000,
-          target="<= 3,000 us at 1,000 asks/s offered", baseline_key="ping_p99_us",
-          baseline_name=ROUND_TRIP_NAME),
+          target="<= 3,000 us at 1,000 asks/s offered", baseline_key="floor_p99_us",
+          baseline_name=FLOOR_OPEN_NAME),
 )
 
 
@@ -420,6 +515,21 @@ async def measure(server: RedisServer, counts: Counts, progress: Progress) -> li
                 results.add_baselines(ceiling)
                 progress.step(f"ceiling: xadd {ceiling['xadd']:,.0f}/s, set {ceiling['set']:,.0f}"
                               f"/s, get {ceiling['get']:,.0f}/s {label}")
+                progress.step(f"floor: {counts.ask:,} asks in sequence, 2 plain-Python "
+                              f"processes {label}")
+                floor = await ask_floor(server.port, counts.ask, counts.seconds,
+                                        key=f"bench:floor:{r}")
+                results.add_baselines({"floor_asks": floor["asks_per_s"]})
+                progress.step(f"floor: {floor['asks_per_s']:,.0f} asks/s {label}")
+                progress.step(f"floor: {counts.latency_rate:,.0f} asks/s offered for "
+                              f"{counts.latency_seconds:g} s {label}")
+                total = round(counts.latency_rate * counts.latency_seconds)
+                floor = await ask_floor(server.port, total, counts.latency_seconds + 1,
+                                        key=f"bench:floor:{r}:open", rate=counts.latency_rate)
+                results.add_baselines({"floor_p50_us": floor["p50_us"],
+                                       "floor_p99_us": floor["p99_us"]})
+                progress.step(f"floor: p50 {floor['p50_us']:,.0f} us, p99 "
+                              f"{floor['p99_us']:,.0f} us {label}")
                 progress.step(f"remote_tell_throughput: {counts.tell:,} tells {label}")
                 value = await tell_throughput(node, keys, counts.tell, Deadline(counts.seconds))
                 results.add_value("remote_tell_throughput", value)

@@ -19,8 +19,26 @@ from tektree._reply import ReplySlot
 from tektree._telemetry import current_cell
 
 if TYPE_CHECKING:
+    from tektree._actor import Handler
+    from tektree._context import ActorContext
+    from tektree._pool import ActorPool
     from tektree._routing import Router
     from tektree._system import ActorSystem
+
+
+def can_run_inline(pool: ActorPool, cell: ActorContext, handler: Handler) -> bool:
+    """Whether a message for ``cell`` may be handled in the sending task rather than queued:
+    the activation is active and idle (nothing queued, no turn running) and the handler is a
+    ``def`` (it never suspends). ``pool.run_inline`` then runs it with the turn held."""
+    return (
+        not handler.is_async
+        and cell.state == ACTIVE
+        and not cell.running
+        and not cell.scheduled
+        and not cell.mailbox
+        and not cell.passivate_requested
+        and pool.running
+    )
 
 
 def _expire(slot: ReplySlot, actor_id: ActorId, message: Any, timeout: float) -> None:
@@ -131,15 +149,7 @@ class ActorRef:
                     "current turn, so it would time out; call the method directly or tell"
                 )
             handler = pool.handlers[type(message)]
-            if (
-                not handler.is_async
-                and cell.state == ACTIVE
-                and not cell.running
-                and not cell.scheduled
-                and not cell.mailbox
-                and not cell.passivate_requested
-                and pool.running
-            ):
+            if can_run_inline(pool, cell, handler):
                 # The fast path: the target is local, idle and its handler never suspends, so
                 # run it here with its turn held (failures still go to its supervisor).
                 result = await pool.run_inline(

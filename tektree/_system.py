@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import structlog
 import trio
 from trio.lowlevel import checkpoint
 
-from tektree._actor import Actor
+from tektree._actor import Actor, Handler
 from tektree._codec import roundtrip
+from tektree._context import ActorContext
 from tektree._envelope import Envelope
-from tektree._errors import NodeStopping, UnknownActorKind
+from tektree._errors import ActorFailed, NodeStopping, UnknownActorKind
 from tektree._ids import ActorId
 from tektree._pool import ActorPool, PoolStatistics
-from tektree._refs import ActorRef
+from tektree._refs import ActorRef, can_run_inline
 from tektree._reply import ReplySlot
 from tektree._routing import Router
 from tektree._telemetry import correlation_id, current_cell
 from tektree._timers import TimerQueue
+
+_log = structlog.get_logger("tektree.system")
 
 if TYPE_CHECKING:
     from tektree.config import ActorPoolSpec
@@ -135,12 +139,19 @@ class ActorSystem:
         return await ActorRef(self, target).ask(message, timeout=timeout)
 
     # -- from other nodes ----------------------------------------------------------------------
-    def deliver_inbound(self, env: Envelope, ack: Callable[[], None] | None = None) -> None:
+    def deliver_inbound(
+        self, env: Envelope, ack: Callable[[], None] | None = None, *, inline: bool = False
+    ) -> Awaitable[None] | None:
         """Deliver a message that came from another node; ``ack`` runs once it was handled.
 
         A message whose target no longer lives here (placement moved) is forwarded to its
         home and acknowledged. Inbound messages are not refused for a full mailbox: the
         transport reads in bounded batches, which is the flow control between nodes.
+
+        With ``inline``, an ask whose target is active and idle here with a ``def`` handler is
+        not queued: the call returns an awaitable that runs the handler in the awaiting task
+        (as a local ask's fast path does), sparing the pool's task a wake. The caller must
+        await it before it delivers anything else, to keep the order of arrival.
         """
         router = self.router
         if router is not None:
@@ -149,7 +160,7 @@ class ActorSystem:
                 router.send(home, env)
                 if ack is not None:
                     ack()
-                return
+                return None
         pool = self.pools.get(env.target.kind)
         if pool is None:
             if ack is not None:
@@ -158,7 +169,17 @@ class ActorSystem:
         env.ack = ack
         if env.reply_to is not None and router is not None:
             env.reply = router.reply_for(env)
+            if inline:
+                cell = pool.cells.get(env.target.key)
+                handler = pool.handlers.get(type(env.message))
+                if (
+                    cell is not None
+                    and handler is not None
+                    and can_run_inline(pool, cell, handler)
+                ):
+                    return _run_inbound(pool, cell, handler, env)
         pool.deliver_nowait(env, force=True)
+        return None
 
     def lease_lost(self, actor_id: ActorId) -> None:
         """The cluster says this node no longer holds ``actor_id``'s lease: stop it now."""
@@ -205,3 +226,22 @@ class ActorSystem:
 
     def statistics(self) -> dict[str, PoolStatistics]:
         return {kind: pool.statistics() for kind, pool in self.pools.items()}
+
+
+async def _run_inbound(pool: ActorPool, cell: ActorContext, handler: Handler,
+                       env: Envelope) -> None:
+    """An inbound ask handled in the calling task (``deliver_inbound(inline=True)``)."""
+    try:
+        result = await pool.run_inline(cell, handler, env)
+    except ActorFailed:
+        return  # the pool failed the ask and acked it, and its supervisor took over
+    except Exception as exc:  # after the handler (a passivation it asked for failed)
+        _log.error("inbound ask failed after its handler", actor=str(env.target),
+                   exc_info=exc)
+        if env.reply is not None:
+            env.reply.set_error(exc)
+    else:
+        if env.reply is not None:
+            env.reply.set_value(result)
+    if env.ack is not None:
+        env.ack()

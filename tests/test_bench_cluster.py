@@ -9,10 +9,11 @@ import shutil
 import pytest
 import trio
 
-from bench import cluster
+from bench import _cluster_floor, cluster
 from bench._cluster_node import KIND, Count, Hit, Sink, node_config, wait_members
 from bench._harness import Progress
 from tektree.cluster import StreamTransport
+from tektree.cluster._resp import RespConnection
 from tektree.cluster._router import ClusterRouter
 from tektree.testing import open_test_node
 from tektree.testing.redis import RedisServer
@@ -69,6 +70,9 @@ async def test_measure_with_tiny_counts_gives_the_four_figures(redis_server: Red
         assert figure.ratio is not None and figure.ratio > 0, figure
     by_name = {f.name: f for f in figures}
     assert by_name["remote_tell_throughput"].baseline_name == cluster.CEILING_NAME
+    assert by_name["remote_ask_throughput"].baseline_name == cluster.FLOOR_NAME
+    for name in ("remote_ask_p50_us", "remote_ask_p99_us"):
+        assert by_name[name].baseline_name == cluster.FLOOR_OPEN_NAME
     assert by_name["remote_ask_p99_us"].value >= by_name["remote_ask_p50_us"].value
     assert by_name["remote_ask_p99_us"].met is not None
     assert by_name["remote_ask_p50_us"].met is None  # no target of its own
@@ -81,6 +85,31 @@ async def test_redis_ceiling_reports_rates_and_round_trip(redis_server: RedisSer
         ceiling = await cluster.redis_ceiling(redis_server.port, 2_000)
     assert set(ceiling) == {"set", "get", "xadd", "ping_p50_us", "ping_p99_us"}
     assert all(value > 0 for value in ceiling.values())
+
+
+async def test_the_floor_asks_through_the_same_server_and_cleans_up(
+    redis_server: RedisServer,
+) -> None:
+    with trio.fail_after(60):
+        floor = await cluster.ask_floor(redis_server.port, 200, 20.0, key="bench:floor:t")
+        assert set(floor) == {"asks_per_s", "p50_us", "p99_us"}
+        assert floor["asks_per_s"] > 0
+        assert 0 < floor["p50_us"] <= floor["p99_us"]
+        offered = await cluster.ask_floor(redis_server.port, 50, 20.0, key="bench:floor:o",
+                                          rate=500.0)
+        assert offered["asks_per_s"] <= 550  # on the schedule, not as fast as it can
+        async with RespConnection(redis_server.url) as redis:
+            keys = ["bench:floor:t:a", "bench:floor:t:b", "bench:floor:o:a", "bench:floor:o:b"]
+            assert await redis.execute("EXISTS", *keys) == 0
+
+
+def test_the_floor_speaks_resp_and_ranks_percentiles() -> None:
+    assert _cluster_floor.command("XACK", b"s", 7) == b"*3\r\n$4\r\nXACK\r\n$1\r\ns\r\n$1\r\n7\r\n"
+    values = [float(v) for v in range(1, 101)]
+    assert _cluster_floor.percentile(values, 50) == 50.0
+    assert _cluster_floor.percentile(values, 99) == 99.0
+    assert _cluster_floor.percentile(values, 100) == 100.0
+    assert _cluster_floor.percentile([], 99) == 0.0
 
 
 async def test_a_loop_of_remote_tells_lets_the_transport_write_meanwhile(

@@ -90,7 +90,7 @@ class RespParser:
         if self._pos >= len(buf):
             return False, None
         try:
-            value, pos = _parse(buf, self._pos)
+            value, pos = _parse(buf, self._pos, len(buf))
         except _Incomplete:
             return False, None
         if pos >= len(buf):
@@ -100,8 +100,27 @@ class RespParser:
             self._pos = pos
         return True, value
 
+    def take_all(self) -> list[Any]:
+        """Every complete reply buffered (possibly none), in order."""
+        buf = self._buf
+        pos = self._pos
+        size = len(buf)
+        replies: list[Any] = []
+        try:
+            while pos < size:
+                value, pos = _parse(buf, pos, size)
+                replies.append(value)
+        except _Incomplete:
+            pass
+        if pos >= size:
+            self._buf = b""
+            self._pos = 0
+        else:
+            self._pos = pos
+        return replies
 
-def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
+
+def _parse(buf: bytes, pos: int, size: int) -> tuple[Any, int]:
     """One reply starting at ``pos``: ``(value, position after it)``; ``_Incomplete`` if cut."""
     end = buf.find(_CRLF, pos)
     if end < 0:
@@ -113,7 +132,7 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
             return None, end + 2
         start = end + 2
         stop = start + length
-        if stop + 2 > len(buf):
+        if stop + 2 > size:
             raise _Incomplete
         return buf[start:stop], stop + 2
     if kind == 42:  # * array
@@ -125,7 +144,7 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
         append = items.append
         for _ in range(count):
             # Inline the common case (a complete bulk string) to spare a call per element.
-            if pos < len(buf) and buf[pos] == 36:
+            if pos < size and buf[pos] == 36:
                 end = buf.find(_CRLF, pos)
                 if end < 0:
                     raise _Incomplete
@@ -133,12 +152,12 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
                 if length >= 0:
                     start = end + 2
                     stop = start + length
-                    if stop + 2 > len(buf):
+                    if stop + 2 > size:
                         raise _Incomplete
                     append(buf[start:stop])
                     pos = stop + 2
                     continue
-            item, pos = _parse(buf, pos)
+            item, pos = _parse(buf, pos, size)
             append(item)
         return items, pos
     if kind == 43:  # + simple string
@@ -201,6 +220,18 @@ class _Target:
         if "password" in query and self.password is None:
             self.password = query["password"][0]
 
+    def hello(self) -> list[list[RespArg]]:
+        """The commands that set a new connection up: AUTH, SELECT (as the URL says)."""
+        hello: list[list[RespArg]] = []
+        if self.password is not None:
+            if self.username:
+                hello.append(["AUTH", self.username, self.password])
+            else:
+                hello.append(["AUTH", self.password])
+        if self.db:
+            hello.append(["SELECT", self.db])
+        return hello
+
 
 class RespConnection:
     """One connection to the Redis at ``url`` (``redis://``, ``rediss://``, ``unix://``),
@@ -239,14 +270,7 @@ class RespConnection:
             ) from exc
         self._stream = stream
         self._parser = RespParser()
-        hello: list[list[RespArg]] = []
-        if target.password is not None:
-            if target.username:
-                hello.append(["AUTH", target.username, target.password])
-            else:
-                hello.append(["AUTH", target.password])
-        if target.db:
-            hello.append(["SELECT", target.db])
+        hello = target.hello()
         if hello:
             for reply in await self._roundtrip(stream, hello):
                 if isinstance(reply, RespError):

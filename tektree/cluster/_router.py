@@ -5,7 +5,7 @@ envelope, ``R`` for the reply to an ask this node sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
 
@@ -48,14 +48,30 @@ class LeaseSource(Protocol):
 
 
 class RemoteReply:
-    """The reply object of an ask that came from another node: sends the outcome back."""
+    """The reply object of an ask that came from another node: sends the outcome back.
 
-    __slots__ = ("_message_id", "_node", "_router")
+    Given the inbound envelope, it acknowledges the entry itself just before sending the
+    outcome (the handler is done: the runtime always sets the reply, then acks), so that the
+    ack rides in the same write as the reply frame instead of a later one of its own; the
+    envelope's ``ack`` is then cleared, so the runtime's own call does nothing.
+    """
 
-    def __init__(self, router: ClusterRouter, node: str, message_id: str) -> None:
+    __slots__ = ("_env", "_message_id", "_node", "_router")
+
+    def __init__(self, router: ClusterRouter, node: str, message_id: str,
+                 env: Envelope | None = None) -> None:
         self._router = router
         self._node = node
         self._message_id = message_id
+        self._env = env
+
+    def _ack(self) -> None:
+        env = self._env
+        if env is not None:
+            ack = env.ack
+            if ack is not None:
+                env.ack = None
+                ack()
 
     def set_value(self, value: Any) -> None:
         try:
@@ -63,6 +79,7 @@ class RemoteReply:
         except CodecError as exc:
             self.set_error(TekTreeError(f"reply could not be encoded: {exc}"))
             return
+        self._ack()
         self._router.sink.send(self._node, REPLY_FRAME + frame)
 
     def set_error(self, error: BaseException) -> None:
@@ -71,8 +88,9 @@ class RemoteReply:
                 ActorId("?", "?"), type(error).__qualname__, str(error), "",
                 node=self._router.node,
             )
-        self._router.sink.send(self._node, REPLY_FRAME + encode_reply(self._message_id, False,
-                                                                       error))
+        frame = encode_reply(self._message_id, False, error)
+        self._ack()
+        self._router.sink.send(self._node, REPLY_FRAME + frame)
 
 
 class ClusterRouter:
@@ -137,7 +155,7 @@ class ClusterRouter:
 
     def reply_for(self, env: Envelope) -> RemoteReply:
         assert env.reply_to is not None
-        return RemoteReply(self, env.reply_to, env.message_id)
+        return RemoteReply(self, env.reply_to, env.message_id, env)
 
     # -- leases ------------------------------------------------------------------------------
     async def acquire(self, actor_id: ActorId) -> tuple[int | None, str | None]:
@@ -154,8 +172,14 @@ class ClusterRouter:
         self.leases.release_soon(str(actor_id))
 
     # -- inbound -----------------------------------------------------------------------------
-    def on_frame(self, stream: str, entry_id: bytes, frame: bytes) -> None:
-        """One entry of this node's inbound stream (or of a dead node's, being re-routed)."""
+    def on_frame(
+        self, stream: str, entry_id: bytes, frame: bytes, *, inline: bool = False
+    ) -> Awaitable[None] | None:
+        """One entry of this node's inbound stream (or of a dead node's, being re-routed).
+
+        With ``inline``, an ask for an idle local activation may come back as an awaitable that
+        handles it in the awaiting task (see ``ActorSystem.deliver_inbound``): await it before
+        the next frame."""
         ack = partial(self.sink.ack, stream, [entry_id])
         kind, body = frame[:1], frame[1:]
         try:
@@ -168,7 +192,7 @@ class ClusterRouter:
                     else:
                         slot.set_error(value)
                 ack()
-                return
+                return None
             if kind != ENVELOPE_FRAME:
                 raise CodecError(f"frame type {kind!r} is neither an envelope nor a reply")
             env = decode_envelope(body)
@@ -177,11 +201,12 @@ class ClusterRouter:
             _log.warning("malformed frame skipped", stream=stream,
                          entry_id=entry_id.decode(errors="replace"), error=str(exc))
             ack()
-            return
+            return None
         try:
-            self.system.deliver_inbound(env, ack)
+            return self.system.deliver_inbound(env, ack, inline=inline)
         except TekTreeError as exc:
             _log.warning("inbound message refused", stream=stream, target=str(env.target),
                          error=str(exc))
             if env.reply_to is not None:
                 RemoteReply(self, env.reply_to, env.message_id).set_error(exc)
+            return None

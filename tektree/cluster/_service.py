@@ -104,10 +104,13 @@ async def cluster_service(
     async with open_redis_link(config.redis.url) as link:
         router_box: list[ClusterRouter] = []
 
-        def on_frames(batch: list[Inbound]) -> None:
+        async def on_frames(batch: list[Inbound]) -> None:
             router = router_box[0]
             for inbound in batch:
-                router.on_frame(inbound.stream, inbound.entry_id, inbound.frame)
+                inline = router.on_frame(inbound.stream, inbound.entry_id, inbound.frame,
+                                         inline=True)
+                if inline is not None:
+                    await inline  # an ask handled right here: before the next frame
 
         transport = StreamTransport(link, node=node.name, on_frames=on_frames)
 

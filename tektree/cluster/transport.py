@@ -1,32 +1,17 @@
 """Node-to-node frames over Redis Streams: one inbox stream per node, one consumer group.
 
 Each node reads ``{prefix}:inbox:<node>`` as consumer ``<node>`` of the group ``{prefix}:g`` and
-hands every batch to ``on_frames``. Delivery is at-least-once: the node calls :meth:`ack` only
-after it handled a frame; an acked entry is also deleted (``XACK`` + ``XDEL``), so a stream holds
-only what is undelivered or unacked and never needs trimming. Frames from one sender to one
-destination arrive in the order sent. Duplicates are possible after a connection breaks in the
-middle of a flush (the whole batch is retried) or when a survivor claims a dead node's entries;
-effects are made idempotent by message ids upstream.
+hands every batch to ``on_frames`` (which may return an awaitable, e.g. asks it handles right
+there: the reader awaits it before it reads on). Delivery is at-least-once: the node calls
+:meth:`ack` only after it handled a frame; an acked entry is also deleted (``XACK`` +
+``XDEL``), so a stream holds only what is undelivered or unacked and never needs trimming.
+Frames from one sender to one destination arrive in the order sent. Duplicates are possible
+after a connection breaks in the middle of a write (the whole batch is retried) or when a
+survivor claims a dead node's entries; effects are made idempotent by message ids upstream.
 
-Sending is synchronous and buffered: :meth:`StreamTransport.send` appends to a per-destination
-buffer and wakes the sender task, which writes everything buffered, for every destination and
-with the pending acks, in one pipeline. Frames go in a Lua script (``EVALSHA``; ``NOSCRIPT`` loads
-it again) appending up to 1,000 of them per call rather than one ``XADD`` each.
-
-The hot paths (the sender's pipeline, the reader's ``XREADGROUP``) speak RESP through
-:mod:`tektree.cluster._resp` on two sockets of their own: coredis costs ~300 us of Python per
-command. Everything else (groups, claims, drops) goes through coredis. Acks of this node's own
-inbox are lazy: they ride with the next write of frames, or ahead of the reader's next
-``XREADGROUP`` in its pipeline (within ``block_ms``), or :meth:`StreamTransport.flush` forces
-them out; an entry is still deleted only after ``ack``, i.e. after its frame was handled. After
-handing out a batch the reader lets the tasks it woke run (a few scheduler rounds) before it
-re-arms its blocking read, so their replies leave first and their acks join that read.
-
-Frames accepted but not yet written (buffered or in an unfinished flush) are bounded by
-``max_buffered_frames``: above it ``send`` raises :class:`TransportBackpressure` and
-:meth:`StreamTransport.send_wait` waits for room. While Redis is unreachable the sender keeps the
-frames and retries the same batch (``RedisLink.call``); frames Redis refuses with an error reply
-(e.g. OOM) go back to the front of their buffer and are retried with backoff.
+Writing (from the sending task when the writer is idle, else in batches; lazy acks;
+backpressure; retries) is :class:`~tektree.cluster._writer.FrameWriter`'s, this class's base:
+see :mod:`tektree.cluster._writer`.
 
 After a Redis restart (no persistence) the group is gone: the receiver catches ``NOGROUP`` and
 re-creates it from ID ``0``, so entries that senders wrote to the re-created stream before that are
@@ -40,7 +25,6 @@ never-delivered entries, re-routes them, acks them on the dead stream, then
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar, cast, overload
 
@@ -53,32 +37,16 @@ from coredis.response.types import StreamEntry
 from tektree._codec import decode_envelope
 from tektree._envelope import Envelope
 from tektree._errors import CodecError
-from tektree._pool import backoff_delay
 from tektree.cluster._redis import RedisLink
-from tektree.cluster._resp import RespArg, RespConnection, RespConnectionError, RespError
+from tektree.cluster._resp import RespConnectionError, RespError, encode_command
+from tektree.cluster._wire import RespWire
+from tektree.cluster._writer import FIELD, FrameWriter, TransportBackpressure
 
 __all__ = ["Inbound", "StreamTransport", "TransportBackpressure", "TransportStatistics"]
 
 T = TypeVar("T")
 
 _log = structlog.get_logger("tektree.cluster.transport")
-
-FIELD = b"f"
-"""The one field of an entry: the frame."""
-
-XADD_CHUNK = 1000
-"""Frames appended per script call (a call holds Redis for ~1 ms per 1,000 frames)."""
-
-_XADD_MANY = """
-for i = 1, #ARGV do
-  redis.call('XADD', KEYS[1], '*', 'f', ARGV[i])
-end
-return #ARGV
-"""
-"""One command for many frames: coredis spends ~100 us of Python per command, Redis ~1 us per
-XADD. KEYS: the inbox. ARGV: the frames, in order."""
-
-_XADD_MANY_SHA = hashlib.sha1(_XADD_MANY.encode()).hexdigest()
 
 _TRANSIENT_REPLIES = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN"})
 """Error replies of a Redis that is starting or busy: the read is retried like a lost link."""
@@ -99,19 +67,6 @@ class Inbound(NamedTuple):
     frame: bytes
 
 
-class TransportBackpressure(Exception):
-    """``send`` refused a frame: ``buffered`` frames already wait, the bound is ``limit``."""
-
-    def __init__(self, dest: str, buffered: int, limit: int) -> None:
-        super().__init__(
-            f"cannot send to {dest!r}: {buffered} frames wait to be written and the bound is "
-            f"{limit} (max_buffered_frames); await send_wait(...) to wait for room, or shed load"
-        )
-        self.dest = dest
-        self.buffered = buffered
-        self.limit = limit
-
-
 @attrs.frozen(kw_only=True)
 class TransportStatistics:
     """A snapshot of :meth:`StreamTransport.statistics`."""
@@ -119,6 +74,7 @@ class TransportStatistics:
     sent: int
     buffered: int
     flushes: int
+    direct: int  # writes made by the sending task itself (the writer was idle)
     send_errors: int
     received: int
     acked: int
@@ -127,63 +83,43 @@ class TransportStatistics:
     groups_created: int
 
 
-class StreamTransport:
-    """This node's inbox reader and its buffered, pipelined writer to other nodes' inboxes."""
+class StreamTransport(FrameWriter):
+    """This node's inbox reader, and (:class:`FrameWriter`) its writer to other nodes' inboxes."""
 
     def __init__(
         self,
         link: RedisLink,
         *,
         node: str,
-        on_frames: Callable[[list[Inbound]], None],
+        on_frames: Callable[[list[Inbound]], Awaitable[None] | None],
         batch_max: int = 256,
         block_ms: int = 1000,
         max_buffered_frames: int = 50_000,
     ) -> None:
-        if batch_max < 1 or block_ms < 1 or max_buffered_frames < 1:
-            raise ValueError(
-                f"batch_max ({batch_max}), block_ms ({block_ms}) and max_buffered_frames "
-                f"({max_buffered_frames}) must all be >= 1"
-            )
-        self._link = link
-        self._keys: dict[str, str] = {}
-        self.node = node
-        self.group = link.key("g")
-        self.inbox = self.inbox_of(node)
+        if batch_max < 1 or block_ms < 1:
+            raise ValueError(f"batch_max ({batch_max}) and block_ms ({block_ms}) must be >= 1")
+        super().__init__(link, node=node, max_buffered_frames=max_buffered_frames)
         self._inbox_b = self.inbox.encode()
         self._on_frames = on_frames
         self.batch_max = batch_max
         self.block_ms = block_ms
-        self.max_buffered_frames = max_buffered_frames
-        self._out: dict[str, list[bytes]] = {}
-        self._acks: dict[str, list[bytes]] = {}
-        self._pending = 0  # frames buffered or in an unfinished flush
-        self._enqueued = 0  # sends and acks accepted so far
-        self._written = 0  # ... of which written
-        self._wake = trio.Event()
-        self._progress = trio.Event()
         self._history_from: bytes | None = b"0"
         self._last_read = b"0"
-        self._sent = self._flushes = self._send_errors = 0
-        self._acks_in_flight = 0  # own-inbox acks the reader took, not yet written
-        # The hot paths speak RESP on their own sockets (coredis costs ~300 us of Python per
-        # command): the sender's pipeline, and the reader's blocking XREADGROUP.
-        self._writer = RespConnection(link.url)
-        self._reader_conn = RespConnection(link.url)
-        self._received = self._acked = self._malformed = self._claimed = self._groups = 0
-
-    def inbox_of(self, node: str) -> str:
-        """The inbox stream of ``node``."""
-        key = self._keys.get(node)
-        if key is None:
-            key = self._keys[node] = self._link.key("inbox", node)
-        return key
+        # The reader's blocking XREADGROUP speaks RESP on a socket of its own (coredis costs
+        # ~300 us of Python per command, a trio stream round trip ~50 us).
+        self._reader_wire = RespWire(link.url)
+        self._blocking_read = encode_command([
+            "XREADGROUP", "GROUP", self.group, node, "COUNT", batch_max, "BLOCK", block_ms,
+            "STREAMS", self.inbox, ">",
+        ])
+        self._received = self._malformed = self._claimed = self._groups = 0
 
     def statistics(self) -> TransportStatistics:
         return TransportStatistics(
             sent=self._sent,
             buffered=self._pending,
             flushes=self._flushes,
+            direct=self._direct,
             send_errors=self._send_errors,
             received=self._received,
             acked=self._acked,
@@ -191,133 +127,6 @@ class StreamTransport:
             claimed=self._claimed,
             groups_created=self._groups,
         )
-
-    # -- sending --------------------------------------------------------------------------
-
-    def send(self, dest_node: str, frame: bytes) -> None:
-        """Queue ``frame`` for ``dest_node``'s inbox; the sender task writes it soon.
-
-        Raises :class:`TransportBackpressure` when ``max_buffered_frames`` frames already wait.
-        """
-        if self._pending >= self.max_buffered_frames:
-            raise TransportBackpressure(dest_node, self._pending, self.max_buffered_frames)
-        buffer = self._out.get(dest_node)
-        if buffer is None:
-            buffer = self._out[dest_node] = []
-        buffer.append(frame)
-        self._pending += 1
-        self._enqueued += 1
-        self._wake.set()
-
-    async def send_wait(self, dest_node: str, frame: bytes) -> None:
-        """:meth:`send`, waiting for room while the buffer is full. Cancelled: nothing sent."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while self._pending >= self.max_buffered_frames:
-            await self._progress.wait()
-        self.send(dest_node, frame)
-        await trio.lowlevel.cancel_shielded_checkpoint()
-
-    def ack(self, stream: str, entry_ids: list[bytes]) -> None:
-        """Acknowledge (and delete) handled entries of ``stream``; written with the next flush."""
-        if not entry_ids:
-            return
-        pending = self._acks.get(stream)
-        if pending is None:
-            self._acks[stream] = list(entry_ids)
-        else:
-            pending.extend(entry_ids)
-        self._enqueued += 1
-        if stream != self.inbox:
-            self._wake.set()
-        # Acks of our own inbox are lazy: they ride with the next flush of frames or the
-        # reader's next XREADGROUP (within ``block_ms``), or :meth:`flush` forces them out.
-
-    async def flush(self) -> None:
-        """Wait until everything sent and acked before this call is written (needs :meth:`run`)."""
-        target = self._enqueued
-        if self._written < target:
-            self._wake.set()
-        while self._written < target or self._acks_in_flight:
-            await self._progress.wait()
-        await trio.lowlevel.checkpoint()
-
-    async def _send_loop(self) -> None:
-        failures = 0
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            out, self._out = self._out, {}
-            acks, self._acks = self._acks, {}
-            upto = self._enqueued
-            failed = await self._write(out, acks)
-            written = sum(map(len, out.values())) - sum(map(len, failed.values()))
-            self._pending -= written
-            self._sent += written
-            self._flushes += 1
-            if failed:
-                for dest, frames in failed.items():  # back to the front, order kept
-                    self._out[dest] = frames + self._out.get(dest, [])
-                self._wake.set()
-                failures += 1
-                await trio.sleep(backoff_delay(failures, 0.05, 2.0))
-            else:
-                failures = 0
-                self._written = upto
-            self._progress.set()
-            self._progress = trio.Event()
-
-    async def _write(
-        self, out: dict[str, list[bytes]], acks: dict[str, list[bytes]]
-    ) -> dict[str, list[bytes]]:
-        """One pipeline: every buffered frame (a script appending up to ``XADD_CHUNK`` frames per
-        call), then every pending ack. Returns the frames Redis refused, by destination."""
-        group = self.group
-        chunks = [
-            (dest, frames[i : i + XADD_CHUNK])
-            for dest, frames in out.items()
-            for i in range(0, len(frames), XADD_CHUNK)
-        ]
-        commands: list[list[RespArg]] = [
-            ["EVALSHA", _XADD_MANY_SHA, 1, self.inbox_of(dest), *chunk] for dest, chunk in chunks
-        ]
-        for stream, ids in acks.items():
-            commands.append(["XACK", stream, group, *ids])
-            commands.append(["XDEL", stream, *ids])
-        writer = self._writer
-
-        async def attempt(_: object) -> list[Any]:
-            replies = await writer.pipeline(commands)
-            missing = [
-                i for i in range(len(chunks))
-                if isinstance(replies[i], RespError) and replies[i].kind == "NOSCRIPT"
-            ]
-            if missing:  # a fresh (restarted) Redis: load the script, re-run those chunks
-                loaded = await writer.pipeline([["SCRIPT", "LOAD", _XADD_MANY]])
-                if isinstance(loaded[0], RespError):
-                    return replies  # those chunks count as refused: retried with backoff
-                again = await writer.pipeline([commands[i] for i in missing])
-                for i, reply in zip(missing, again, strict=True):
-                    replies[i] = reply
-            return replies
-
-        replies = await self._link.call(attempt)
-        self._acked += sum(map(len, acks.values()))
-        for reply in replies[len(chunks) :]:
-            if isinstance(reply, RespError):
-                # An ack on a stream whose group is gone (Redis restarted): nothing to ack.
-                _log.info("ack skipped: consumer group gone", error=str(reply), node=self.node)
-                break
-        failed: dict[str, list[bytes]] = {}
-        for (dest, chunk), reply in zip(chunks, replies, strict=False):
-            if isinstance(reply, RespError):
-                # Refused before any write (e.g. OOM: the script's first XADD fails), so the
-                # whole chunk is retried. A later chunk to the same node may have succeeded:
-                # order is then kept per chunk only.
-                if not failed:
-                    _log.warning("redis refused frames; retrying", dest=dest, error=str(reply))
-                self._send_errors += len(chunk)
-                failed.setdefault(dest, []).extend(chunk)
-        return failed
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -331,9 +140,8 @@ class StreamTransport:
                 nursery.start_soon(self._receive_loop)
                 task_status.started()
         finally:
-            with trio.CancelScope(shield=True):
-                await self._writer.disconnect()
-                await self._reader_conn.disconnect()
+            self._writer.close()
+            self._reader_wire.close()
 
     async def _ensure_group(self, stream: str) -> None:
         """The group on ``stream`` (created with the stream, from ID 0; BUSYGROUP is fine)."""
@@ -348,10 +156,13 @@ class StreamTransport:
 
     async def _receive_loop(self) -> None:
         self._history_from = b"0"  # first, our own pending entries
+        carry: list[bytes] | None = None
         while True:
-            acks: list[list[bytes] | None] = [self._acks.pop(self.inbox, None)]
-            if acks[0]:
-                self._acks_in_flight += 1
+            # The read carries the acks of our inbox made before the last batch was handed out
+            # that no write took meanwhile; those of that batch are left for the writes its
+            # handlers are about to make (a reply, the next ask), or for the next read.
+            acks: list[list[bytes] | None] = [carry]  # counted in _acks_in_flight already
+            carry = None
             try:
                 batch = await self._link.call(self._reader(acks))
             except RespError as exc:
@@ -365,6 +176,16 @@ class StreamTransport:
                     self._acks.setdefault(self.inbox, [])[:0] = ids
                     self._acks_in_flight -= 1
                     self._wake.set()
+            if self._inflight is not None and not self._pumping:
+                # The replies of a direct write are in by now, most likely (a reply to it is):
+                # take them here, which spares the writer a wake of its own.
+                try:
+                    self._take_replies()
+                except RespConnectionError:
+                    self._writer_lost()
+            carry = self._acks.pop(self.inbox, None)
+            if carry:
+                self._acks_in_flight += 1
             if not batch:
                 self._history_from = None
                 continue
@@ -372,8 +193,9 @@ class StreamTransport:
             if self._history_from is not None:
                 self._history_from = self._last_read
             self._received += len(batch)
-            self._on_frames(batch)
-            await _let_others_run()
+            handled = self._on_frames(batch)
+            if handled is not None:
+                await handled
 
     def _reader(
         self, acks: list[list[bytes] | None]
@@ -382,52 +204,69 @@ class StreamTransport:
         there is some, or when the first attempt failed (its reply may have been lost).
 
         The read carries ``acks[0]``, acks of our inbox (``XACK`` + ``XDEL`` ahead of the
-        ``XREADGROUP`` in one pipeline): they cost no round trip of their own. Once written,
+        ``XREADGROUP`` in one write): they cost no round trip of their own. Once written,
         ``acks[0]`` becomes ``None``."""
         attempts = 0
-        inbox, group = self.inbox, self.group
-
-        def acked(index: int, reply: Any) -> None:
-            ids = acks[0]
-            if index != 1 or not ids:
-                return
-            if isinstance(reply, RespError):
-                _log.info("ack skipped: consumer group gone", error=str(reply), node=self.node)
-            self._acked += len(ids)
-            acks[0] = None
-            self._acks_in_flight -= 1
-            self._progress.set()
-            self._progress = trio.Event()
 
         async def read(_: object) -> list[Inbound]:
             nonlocal attempts
             attempts += 1
             if attempts > 1 and self._history_from is None:
                 self._history_from = self._last_read
-            commands: list[list[RespArg]] = []
-            ids = acks[0]
-            if ids:
-                commands.append(["XACK", inbox, group, *ids])
-                commands.append(["XDEL", inbox, *ids])
-            if self._history_from is not None:
-                commands.append([
-                    "XREADGROUP", "GROUP", group, self.node, "COUNT", self.batch_max,
-                    "STREAMS", inbox, self._history_from,
-                ])
-            else:
-                commands.append([
-                    "XREADGROUP", "GROUP", group, self.node, "COUNT", self.batch_max,
-                    "BLOCK", self.block_ms, "STREAMS", inbox, ">",
-                ])
-            replies = await self._reader_conn.pipeline(commands, acked)
-            reply = replies[-1]
-            if isinstance(reply, RespError):
-                if reply.kind in _TRANSIENT_REPLIES:  # retried by RedisLink.call
-                    raise RespConnectionError(f"redis is not ready: {reply}") from reply
-                raise reply
-            return _inbound_resp(inbox, reply)
+            return await self._read(acks)
 
         return read
+
+    async def _read(self, acks: list[list[bytes] | None]) -> list[Inbound]:
+        inbox = self.inbox
+        ids = acks[0]
+        commands = 1
+        payload = self._blocking_read
+        if self._history_from is not None:
+            payload = encode_command([
+                "XREADGROUP", "GROUP", self.group, self.node, "COUNT", self.batch_max,
+                "STREAMS", inbox, self._history_from,
+            ])
+        if ids:
+            payload = self._ack_commands(inbox, ids) + payload
+            commands = 3
+        wire = self._reader_wire
+        try:
+            if not wire.connected:
+                await wire.connect()
+            wire.write_nowait(payload)
+            await wire.drain()
+            replies: list[Any] = []
+            while True:
+                await wire.wait_readable()  # a blocking read: nothing is there yet
+                for reply in wire.read_nowait():
+                    replies.append(reply)
+                    if len(replies) == 2 and ids:
+                        self._own_acks_written(acks, reply)
+                if len(replies) == commands:
+                    break
+        except BaseException:
+            wire.close()  # a read may still be pending on it
+            raise
+        reply = replies[-1]
+        if isinstance(reply, RespError):
+            if reply.kind in _TRANSIENT_REPLIES:  # retried by RedisLink.call
+                raise RespConnectionError(f"redis is not ready: {reply}") from reply
+            raise reply
+        return _inbound_resp(inbox, reply)
+
+    def _own_acks_written(self, acks: list[list[bytes] | None], reply: Any) -> None:
+        """The reply of the reader's XDEL: the acks it carried are written."""
+        ids = acks[0]
+        if not ids:
+            return
+        if isinstance(reply, RespError):
+            _log.info("ack skipped: consumer group gone", error=str(reply), node=self.node)
+        self._acked += len(ids)
+        acks[0] = None
+        self._acks_in_flight -= 1
+        self._progress.set()
+        self._progress = trio.Event()
 
     @overload
     def decode_or_skip(self, inbound: Inbound) -> Envelope | None: ...
@@ -530,18 +369,3 @@ def _field(fields: list[bytes]) -> bytes:
         if fields[i] == FIELD:
             return fields[i + 1]
     return b""
-
-
-_YIELDS = 8
-"""Scheduler rounds the reader waits at most, after handing out a batch, for the tasks it woke."""
-
-
-async def _let_others_run() -> None:
-    """Yield while other tasks are runnable (at most ``_YIELDS`` scheduler rounds): the handlers
-    of a batch send their replies and acks before the reader re-arms its blocking read, so the
-    reply leaves first and the acks ride with that read instead of costing a write."""
-    statistics = trio.lowlevel.current_statistics
-    for _ in range(_YIELDS):
-        await trio.lowlevel.checkpoint()
-        if not statistics().tasks_runnable:
-            return

@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import pytest
 import trio
 from prometheus_client import generate_latest
 
 from kit import Add, Counter, Get
-from tektree import Node
+from tektree import Actor, ActorFailed, Node, handler, message
 from tektree.cluster import Membership
 from tektree.testing import open_test_node, test_config
 from tektree.testing.redis import RedisServer
@@ -91,3 +92,62 @@ async def test_tells_cross_nodes_and_arrive_in_order(redis_server: RedisServer) 
         forwarded = next(line for line in metrics.splitlines()
                          if line.startswith("tektree_cluster_forwarded_total"))
         assert float(forwarded.split()[1]) >= 1001  # 1,000 tells + the ask
+
+
+@message("test.cluster.where")
+class Where:
+    """Ask: the name of the task that handles this message."""
+
+
+@message("test.cluster.boom")
+class Boom:
+    """Ask: the handler raises."""
+
+
+class Probe(Actor):
+    activations: int = 0
+
+    async def on_activate(self) -> None:
+        Probe.activations += 1
+
+    @handler
+    def where(self, msg: Where) -> str:
+        return trio.lowlevel.current_task().name
+
+    @handler
+    def boom(self, msg: Boom) -> None:
+        raise ValueError("boom")
+
+
+async def test_an_ask_for_an_idle_remote_activation_is_handled_by_the_inbox_reader(
+    redis_server: RedisServer,
+) -> None:
+    def config(name: str) -> Any:
+        return test_config(
+            {"probe": Probe},
+            services=[{"type": "service", "name": "cluster", "service": "cluster",
+                       "options": FAST}],
+            node={"name": name}, redis_url=redis_server.url,
+        )
+
+    async with AsyncExitStack() as stack:
+        n1, n2 = [await stack.enter_async_context(open_test_node(config(name),
+                                                                 actors={"probe": Probe}))
+                  for name in ("n1", "n2")]
+        await _wait_members([n1, n2], 2)
+        router = n1.system.router
+        assert router is not None
+        key = next(k for k in (f"p{i}" for i in range(100))
+                   if router.remote_home(n1.system.ref("probe", k).id) == "n2")
+        ref = n1.system.ref("probe", key)
+        with trio.fail_after(20):
+            first = await ref.ask(Where())  # activates it: the pool's worker handles it
+            assert "_receive_loop" not in first
+            # Active and idle now: handled where it arrived, without waking the pool's task.
+            assert "_receive_loop" in await ref.ask(Where())
+            with pytest.raises(ActorFailed, match="boom"):
+                await ref.ask(Boom())  # a crash there is the pool's as ever: restarted
+            assert Probe.activations == 1
+            assert await ref.ask(Where())  # served again, by a fresh activation
+            assert Probe.activations == 2
+        assert n2.system.pools["probe"].statistics().handled >= 4

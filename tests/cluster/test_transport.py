@@ -294,3 +294,62 @@ async def test_own_inbox_acks_ride_with_the_next_read_without_a_flush(
                 assert await stream_state(link2, receiver.inbox) == (0, 0)
                 assert receiver.statistics().acked == 20
                 assert receiver.statistics().flushes == 0  # no write of its own for them
+
+
+async def test_a_frame_sent_while_the_writer_is_idle_is_written_by_the_sender_itself(
+    redis_server: RedisServer,
+) -> None:
+    async with two_links(redis_server.url) as (link1, link2):
+        pongs = Inbox(1)
+        asker = make(link1, "a", pongs)
+        responder: StreamTransport
+
+        def pong(batch: list[Inbound]) -> None:  # answers each frame at once, like a handler
+            for inbound in batch:
+                responder.ack(inbound.stream, [inbound.entry_id])
+                responder.send("a", b"pong:" + inbound.frame)
+
+        responder = StreamTransport(link2, node="b", on_frames=pong)
+        with trio.fail_after(20):
+            async with running(asker, responder):
+                asker.send("b", b"warm-up")  # the writers connect in their send loops
+                await pongs.done.wait()
+                for i in range(20):  # one at a time, as sequential asks go
+                    pongs.expected, pongs.done = len(pongs.frames) + 1, trio.Event()
+                    asker.send("b", b"ping-%d" % i)
+                    await pongs.done.wait()
+                # Each ping and each pong was written by the task sending it, no writer wake:
+                # the reader took the replies of the last write when the answer came back.
+                assert asker.statistics().direct >= 20
+                assert responder.statistics().direct >= 20
+                before = asker.statistics()
+                for i in range(1000):  # a burst: one direct write, the rest batched behind it
+                    asker.send("b", b"burst-%d" % i)
+                await asker.flush()
+                after = asker.statistics()
+                assert after.direct - before.direct <= 1
+                assert after.flushes - before.flushes < 10
+                assert after.buffered == 0
+                pongs.expected, pongs.done = 1021, trio.Event()
+                await pongs.done.wait()
+        assert pongs.payloads()[21:] == [b"pong:burst-%d" % i for i in range(1000)]
+
+
+async def test_acks_of_a_handled_batch_ride_with_the_next_write(redis_server: RedisServer) -> None:
+    async with two_links(redis_server.url) as (link1, link2):
+        got = Inbox(1, auto_ack=False)
+        sender, receiver = make(link1, "a", Inbox(10**9)), make(link2, "b", got)
+        with trio.fail_after(20):
+            async with running(sender, receiver):
+                receiver.send("a", b"warm-up")  # its writer connects in its send loop
+                await receiver.flush()
+                sender.send("b", b"request")
+                await got.done.wait()
+                before = receiver.statistics()
+                receiver.ack(receiver.inbox, [got.frames[0].entry_id])
+                receiver.send("a", b"reply")  # written at once, with the ack
+                after = receiver.statistics()
+                assert after.direct - before.direct == 1
+                await receiver.flush()
+                assert receiver.statistics().acked == 1
+                assert await stream_state(link2, receiver.inbox) == (0, 0)

@@ -1,0 +1,398 @@
+"""The writing half of the stream transport: frames and acks to the nodes' inbox streams.
+
+Sending is synchronous. When no write is in flight, :meth:`StreamTransport.send` writes the
+frame at once from the calling task (an asker, a handler replying): one ``send`` syscall, no task
+switch, with every pending ack in the same write. Otherwise the frame is buffered and the sender
+task writes everything buffered, for every destination and with the pending acks, as one batch as
+soon as the batch in flight is confirmed: at most one batch is in flight, so a burst of tells
+still goes out in large batches, and order is kept. One frame goes as a plain ``XADD``, several
+in a Lua script (``EVALSHA``; ``NOSCRIPT`` loads it again) appending up to 1,000 per call.
+
+The hot paths (the writer, the reader's ``XREADGROUP``) speak RESP on two sockets of their own
+through :class:`~tektree.cluster._wire.RespWire`, driven synchronously where they can be: coredis
+costs ~300 us of Python per command, a trio stream round trip ~50 us. Everything else (groups,
+claims, drops) goes through coredis. The replies of a direct write are not waited for: the reader
+takes them when it wakes (a reply to the frame arrives after them), or the sender task when it
+writes next; :meth:`StreamTransport.flush` waits for them.
+
+Acks of this node's own inbox are lazy: they ride with the next write of frames (a handler's
+reply carries the ack of its request), or ahead of the reader's next ``XREADGROUP`` (within
+``block_ms``), or :meth:`StreamTransport.flush` forces them out; an entry is still deleted only
+after ``ack``, i.e. after its frame was handled. The reader re-arms its blocking read right after
+handing out a batch, carrying only the acks made before it: those of the batch are left for the
+writes its handlers are about to make.
+
+Frames accepted but not yet written (buffered or in an unfinished flush) are bounded by
+``max_buffered_frames``: above it ``send`` raises :class:`TransportBackpressure` and
+:meth:`StreamTransport.send_wait` waits for room. While Redis is unreachable the sender keeps the
+frames and retries the same batch (``RedisLink.call``); frames Redis refuses with an error reply
+(e.g. OOM) go back to the front of their buffer and are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import structlog
+import trio
+
+from tektree._pool import backoff_delay
+from tektree.cluster._redis import RedisLink
+from tektree.cluster._resp import RespConnectionError, RespError, encode_command
+from tektree.cluster._wire import RespWire
+
+__all__ = ["FIELD", "XADD_CHUNK", "FrameWriter", "TransportBackpressure"]
+
+_log = structlog.get_logger("tektree.cluster.transport")
+
+FIELD = b"f"
+"""The one field of an entry: the frame."""
+
+XADD_CHUNK = 1000
+"""Frames appended per script call (a call holds Redis for ~1 ms per 1,000 frames)."""
+
+_XADD_MANY = """
+for i = 1, #ARGV do
+  redis.call('XADD', KEYS[1], '*', 'f', ARGV[i])
+end
+return #ARGV
+"""
+"""One command for many frames: coredis spends ~100 us of Python per command, Redis ~1 us per
+XADD. KEYS: the inbox. ARGV: the frames, in order."""
+
+_XADD_MANY_SHA = hashlib.sha1(_XADD_MANY.encode()).hexdigest()
+
+
+class _Batch:
+    """One write of frames and acks, in flight until all its replies are read."""
+
+    __slots__ = ("acked", "acks", "chunks", "count", "frames", "out", "upto")
+
+    def __init__(self, out: dict[str, list[bytes]], acks: dict[str, list[bytes]],
+                 upto: int) -> None:
+        self.out = out
+        self.acks = acks
+        self.upto = upto  # sends and acks accepted up to this batch
+        self.chunks: list[tuple[str, list[bytes]]] = []  # one XADD or script call each
+        self.count = 0  # replies expected
+        self.frames = 0
+        self.acked = 0
+
+
+class TransportBackpressure(Exception):
+    """``send`` refused a frame: ``buffered`` frames already wait, the bound is ``limit``."""
+
+    def __init__(self, dest: str, buffered: int, limit: int) -> None:
+        super().__init__(
+            f"cannot send to {dest!r}: {buffered} frames wait to be written and the bound is "
+            f"{limit} (max_buffered_frames); await send_wait(...) to wait for room, or shed load"
+        )
+        self.dest = dest
+        self.buffered = buffered
+        self.limit = limit
+
+
+class FrameWriter:
+    """Frames and acks buffered, then written to Redis: the base of ``StreamTransport``."""
+
+    def __init__(self, link: RedisLink, *, node: str, max_buffered_frames: int) -> None:
+        if max_buffered_frames < 1:
+            raise ValueError(f"max_buffered_frames must be >= 1, got {max_buffered_frames}")
+        self._link = link
+        self._keys: dict[str, str] = {}
+        self.node = node
+        self.group = link.key("g")
+        self.inbox = self.inbox_of(node)
+        self.max_buffered_frames = max_buffered_frames
+        self._out: dict[str, list[bytes]] = {}
+        self._acks: dict[str, list[bytes]] = {}
+        self._pending = 0  # frames buffered or in an unconfirmed write
+        self._enqueued = 0  # sends and acks accepted so far
+        self._written = 0  # ... of which written and confirmed
+        self._wake = trio.Event()
+        self._progress = trio.Event()
+        self._pumping = False  # the send loop is writing: sends only buffer
+        self._refused = False  # Redis refused frames: the send loop backs off, then retries
+        self._need_script = True  # load the XADD script before the next write of many frames
+        self._inflight: _Batch | None = None  # written, replies not all read yet
+        self._replies: list[Any] = []  # the replies of ``_inflight`` read so far
+        self._sent = self._flushes = self._send_errors = self._direct = 0
+        self._acked = 0
+        self._acks_in_flight = 0  # own-inbox acks the reader took, not yet written
+        # Frames and acks go on a socket of their own, written from the sending task when it
+        # can be (coredis costs ~300 us of Python per command, a trio round trip ~50 us).
+        self._writer = RespWire(link.url)
+        self._heads: dict[tuple[str, int], bytes] = {}
+        self._ack_heads: dict[str, tuple[bytes, bytes]] = {}
+
+    def inbox_of(self, node: str) -> str:
+        """The inbox stream of ``node``."""
+        key = self._keys.get(node)
+        if key is None:
+            key = self._keys[node] = self._link.key("inbox", node)
+        return key
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, dest_node: str, frame: bytes) -> None:
+        """Queue ``frame`` for ``dest_node``'s inbox and write it now if the writer is idle
+        (one ``send`` syscall from this task, no task switch), else soon with the batch.
+
+        Raises :class:`TransportBackpressure` when ``max_buffered_frames`` frames already wait.
+        """
+        if self._pending >= self.max_buffered_frames:
+            raise TransportBackpressure(dest_node, self._pending, self.max_buffered_frames)
+        buffer = self._out.get(dest_node)
+        if buffer is None:
+            buffer = self._out[dest_node] = []
+        buffer.append(frame)
+        self._pending += 1
+        self._enqueued += 1
+        if self._pumping or not self._write_now():
+            self._pumping = True  # the send loop writes from now on: later sends only buffer
+            self._wake.set()
+
+    async def send_wait(self, dest_node: str, frame: bytes) -> None:
+        """:meth:`send`, waiting for room while the buffer is full. Cancelled: nothing sent."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self._pending >= self.max_buffered_frames:
+            self._wake.set()
+            await self._progress.wait()
+        self.send(dest_node, frame)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def ack(self, stream: str, entry_ids: list[bytes]) -> None:
+        """Acknowledge (and delete) handled entries of ``stream``; written with the next write."""
+        if not entry_ids:
+            return
+        pending = self._acks.get(stream)
+        if pending is None:
+            self._acks[stream] = list(entry_ids)
+        else:
+            pending.extend(entry_ids)
+        self._enqueued += 1
+        if stream != self.inbox:
+            self._wake.set()
+        # Acks of our own inbox are lazy: they ride with the next write of frames or the
+        # reader's next XREADGROUP (within ``block_ms``), or :meth:`flush` forces them out.
+
+    async def flush(self) -> None:
+        """Wait until everything sent and acked before this call is written and Redis
+        confirmed it (needs :meth:`run`)."""
+        target = self._enqueued
+        while self._written < target or self._acks_in_flight:
+            if self._written < target:
+                self._wake.set()  # the reader's acks need no writer: it reports their write
+            await self._progress.wait()
+        await trio.lowlevel.checkpoint()
+
+    def _write_now(self) -> bool:
+        """The direct path: if no write is in flight, write everything buffered now. False
+        when the send loop must do it. (The replies of the last write are not looked for
+        here: the reader took them if a reply came back since; a burst of sends then goes
+        out in one batch behind the first rather than in one write each.)"""
+        if self._refused or self._inflight is not None or not self._writer.connected:
+            return False
+        try:
+            self._start_batch()
+        except RespConnectionError:
+            self._writer_lost()
+            return False
+        self._direct += 1
+        return not self._writer.unsent
+
+    def _start_batch(self) -> None:
+        """Write everything buffered (frames, then acks) as one batch, now: the batch is in
+        flight until its replies are read (:meth:`_take_replies`)."""
+        out, self._out = self._out, {}
+        acks, self._acks = self._acks, {}
+        if not out and not acks:
+            return
+        batch = _Batch(out, acks, self._enqueued)
+        parts: list[bytes] = []
+        for dest, frames in out.items():
+            inbox = self.inbox_of(dest)
+            for i in range(0, len(frames), XADD_CHUNK):
+                chunk = frames[i : i + XADD_CHUNK]
+                batch.chunks.append((dest, chunk))
+                parts.append(self._head(inbox, len(chunk)))
+                for frame in chunk:
+                    parts.append(b"$%d\r\n" % len(frame))
+                    parts.append(frame)
+                    parts.append(b"\r\n")
+        for stream, ids in acks.items():
+            parts.append(self._ack_commands(stream, ids))
+            batch.acked += len(ids)
+        batch.frames = sum(len(chunk) for _, chunk in batch.chunks)
+        batch.count = len(batch.chunks) + 2 * len(acks)
+        self._inflight = batch
+        self._replies = []
+        self._writer.write_nowait(b"".join(parts))
+
+    def _head(self, inbox: str, frames: int) -> bytes:
+        """The RESP of a command appending ``frames`` frames to ``inbox``, up to the frames:
+        a plain ``XADD`` for one frame, else the script (one command for many)."""
+        head = self._heads.get((inbox, frames))
+        if head is None:
+            if frames == 1:
+                head = b"*5" + encode_command(["XADD", inbox, "*", FIELD])[2:]
+            else:
+                head = b"*%d\r\n" % (frames + 4) + encode_command(
+                    ["EVALSHA", _XADD_MANY_SHA, 1, inbox]
+                ).split(b"\r\n", 1)[1]
+            if frames < 16:  # the common sizes
+                self._heads[(inbox, frames)] = head
+        return head
+
+    def _take_replies(self) -> None:
+        """Read the replies of the batch in flight that arrived, without waiting; settle it
+        once all are in. Raises :class:`RespConnectionError` if the writer's link broke."""
+        batch = self._inflight
+        if batch is None:
+            return
+        replies = self._writer.read_nowait()
+        if not replies:
+            return
+        got = self._replies
+        got.extend(replies)
+        if len(got) >= batch.count:
+            self._inflight = None
+            self._replies = []
+            self._settle(batch, got)
+
+    def _settle(self, batch: _Batch, replies: list[Any]) -> None:
+        """A batch's replies are in: count what was written, put back what Redis refused."""
+        self._flushes += 1
+        for reply in replies:
+            if type(reply) is RespError:
+                break
+        else:  # the common case: all written
+            self._pending -= batch.frames
+            self._sent += batch.frames
+            self._acked += batch.acked
+            self._written = batch.upto if self._out or self._acks else self._enqueued
+            self._progress.set()
+            self._progress = trio.Event()
+            return
+        chunks = batch.chunks
+        for reply in replies[len(chunks) :]:
+            if isinstance(reply, RespError):
+                # An ack on a stream whose group is gone (Redis restarted): nothing to ack.
+                _log.info("ack skipped: consumer group gone", error=str(reply), node=self.node)
+                break
+        self._acked += batch.acked
+        failed: dict[str, list[bytes]] = {}
+        for (dest, chunk), reply in zip(chunks, replies, strict=False):
+            if isinstance(reply, RespError):
+                # Refused before any write (e.g. OOM: the first XADD fails; NOSCRIPT: the
+                # script is gone), so the whole chunk is retried. A later chunk to the same
+                # node may have succeeded: order is then kept per chunk only.
+                if reply.kind == "NOSCRIPT":
+                    self._need_script = True
+                else:
+                    if not self._refused:
+                        _log.warning("redis refused frames; retrying", dest=dest,
+                                     error=str(reply))
+                    self._send_errors += len(chunk)
+                    self._refused = True
+                failed.setdefault(dest, []).extend(chunk)
+        written = batch.frames - sum(map(len, failed.values()))
+        self._pending -= written
+        self._sent += written
+        if failed:
+            for dest, frames in failed.items():  # back to the front, order kept
+                self._out[dest] = frames + self._out.get(dest, [])
+            self._wake.set()
+        elif not self._out and not self._acks:
+            self._written = self._enqueued
+        else:
+            self._written = batch.upto
+        self._progress.set()
+        self._progress = trio.Event()
+
+    def _writer_lost(self) -> None:
+        """The writer's connection broke: what was in flight goes back to the front of the
+        buffers (it may have been written: a duplicate at worst), the send loop reconnects."""
+        self._writer.close()
+        self._requeue_inflight()
+        self._wake.set()
+
+    def _requeue_inflight(self) -> None:
+        batch, self._inflight = self._inflight, None
+        self._replies = []
+        if batch is not None:
+            for dest, frames in batch.out.items():
+                self._out[dest] = frames + self._out.get(dest, [])
+            for stream, ids in batch.acks.items():
+                self._acks[stream] = ids + self._acks.get(stream, [])
+
+    async def _send_loop(self) -> None:
+        failures = 0
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            self._pumping = True
+            try:
+                await self._link.call(self._pump)
+            finally:
+                self._pumping = False
+            if self._refused:
+                failures += 1
+                await trio.sleep(backoff_delay(failures, 0.05, 2.0))
+                self._refused = False
+                self._wake.set()
+            else:
+                failures = 0
+
+    async def _pump(self, _: object) -> None:
+        """Write until nothing is buffered and nothing in flight (for ``RedisLink.call``:
+        a lost connection is raised, and retried with backoff)."""
+        writer = self._writer
+        try:
+            while True:
+                if not writer.connected:
+                    self._requeue_inflight()
+                    await writer.connect()
+                    self._need_script = True
+                if self._need_script and self._inflight is None:
+                    loaded = await writer.roundtrip([["SCRIPT", "LOAD", _XADD_MANY]])
+                    if isinstance(loaded[0], RespError):
+                        raise RespConnectionError(f"redis is not ready: {loaded[0]}")
+                    self._need_script = False
+                    continue
+                while self._inflight is not None:
+                    await writer.drain()
+                    self._take_replies()
+                    if self._inflight is not None:
+                        await writer.wait_readable()
+                if self._refused or self._need_script:
+                    if self._refused:
+                        return  # the loop backs off, then retries
+                    continue
+                if not self._out and not self._acks:
+                    self._written = self._enqueued
+                    self._progress.set()
+                    self._progress = trio.Event()
+                    return
+                self._start_batch()
+        except RespConnectionError:
+            self._writer_lost()
+            raise
+        except BaseException:
+            # Cancelled mid-write: replies can no longer be paired with requests.
+            self._writer_lost()
+            raise
+
+    def _ack_commands(self, stream: str, ids: list[bytes]) -> bytes:
+        """``XACK stream group ids...`` then ``XDEL stream ids...``, in RESP."""
+        heads = self._ack_heads.get(stream)
+        if heads is None:
+            xack = encode_command(["XACK", stream, self.group]).split(b"\r\n", 1)[1]
+            xdel = encode_command(["XDEL", stream]).split(b"\r\n", 1)[1]
+            heads = self._ack_heads[stream] = (xack, xdel)
+        args = b"".join([b"$%d\r\n%s\r\n" % (len(i), i) for i in ids])
+        return b"".join(
+            (b"*%d\r\n" % (len(ids) + 3), heads[0], args, b"*%d\r\n" % (len(ids) + 2), heads[1],
+             args)
+        )
