@@ -76,6 +76,18 @@ class GatewayOptions:
                                       "to the log (development), 'none' drops it"))
     access_log: bool = attrs.field(
         default=False, metadata=rules("one log line per request (method, path, status, ms)"))
+    ws_max_queue: int = attrs.field(
+        default=256, metadata=rules("frames a socket's topic may hold unsent before the socket "
+                                    "is dropped as too slow (close 4408)", ge=1))
+    ws_max_frame_bytes: int = attrs.field(
+        default=65_536, metadata=rules("largest client frame handled (an error frame above; "
+                                       "16x this closes the socket with 1009)", ge=256))
+    ws_close_timeout_seconds: float = attrs.field(
+        default=2.0, metadata=rules("how long a close frame may wait to go out before the "
+                                    "connection is cut", gt=0))
+    ws_heartbeat_interval_seconds: float = attrs.field(
+        default=5.0, metadata=rules("at most one room heartbeat per socket this often, "
+                                    "however often its client pings", gt=0))
 
     def anonymous_rpm(self) -> int | None:
         value = self.anonymous_requests_per_minute
