@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl
 import attrs
 import structlog
 import trio
-from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
+from hypercorn.typing import ASGIFramework
 from prometheus_client import Counter, Gauge
 
 from actors.rooms import ROOM_KIND, Broadcast, Heartbeat, Join, Leave, Members
@@ -48,7 +48,6 @@ from gateway.ws_protocol import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_UNAUTHORIZED,
     ClientFrame,
-    EndpointKind,
     FrameError,
     Refusal,
     TopicKind,
@@ -66,6 +65,8 @@ from tektree.cluster.pubsub import PubSub
 __all__ = ["PATH_PREFIX", "WsHub", "WsMetrics", "WsSettings", "WsStats"]
 
 PATH_PREFIX: Final = "/ws/"
+#: Endpoints whose members show their user to the others.
+_SHOWN: Final = frozenset({"presence", "collaboration"})
 _RENDER_CACHE: Final = 512
 _NO_TOKEN: Final = ("missing access token: connect with ?access_token=<access token> "
                     "from POST /api/v1/auth/login")
@@ -136,7 +137,8 @@ class WsHub:
         self._accepted = self._refused = self._dropped = 0
         self._frames_in = self._bad_frames = 0
         self._nursery: trio.Nursery | None = None
-        self._cache: dict[tuple[int, TopicKind, EndpointKind], tuple[Any, str | None]] = {}
+        self._app: ASGIFramework | None = None
+        self._cache: dict[tuple[int, TopicKind], tuple[Any, str | None]] = {}
 
     def stats(self) -> WsStats:
         return WsStats(open=len(self.sockets), accepted=self._accepted, refused=self._refused,
@@ -145,15 +147,8 @@ class WsHub:
 
     def mount(self, app: ASGIFramework) -> ASGIFramework:
         """An ASGI app serving ``/ws/*`` sockets here and everything else with ``app``."""
-        serve: Any = self.serve
-
-        async def asgi(scope: Scope, receive: ASGIReceiveCallable,
-                       send: ASGISendCallable) -> None:
-            if scope["type"] == "websocket" and scope["path"].startswith(PATH_PREFIX):
-                await serve(scope, receive, send)
-            else:
-                await app(scope, receive, send)
-
+        self._app = app
+        asgi: ASGIFramework = self.serve  # type: ignore[assignment]
         return asgi
 
     async def serve_http(
@@ -184,14 +179,14 @@ class WsHub:
             return
         nursery.start_soon(sock.write)
 
-    def rendered(self, payload: Any, topic: TopicKind, endpoint: EndpointKind) -> str | None:
-        """``payload`` as the JSON text a socket of ``endpoint`` sends, encoded once for every
-        socket of this node (the pub/sub hands them all the same object)."""
-        key = (id(payload), topic, endpoint)
+    def rendered(self, payload: Any, topic: TopicKind) -> str | None:
+        """``payload`` as the JSON text a socket sends, encoded once for every socket of this
+        node (the pub/sub hands them all the same object)."""
+        key = (id(payload), topic)
         hit = self._cache.get(key)
         if hit is not None and hit[0] is payload:
             return hit[1]
-        frame = render(payload, topic, endpoint)
+        frame = render(payload, topic)
         text = None if frame is None else encode(frame)
         cache = self._cache
         cache[key] = (payload, text)  # the payload is kept: its id cannot be reused meanwhile
@@ -224,36 +219,19 @@ class WsHub:
         await send({"type": "websocket.close", "code": refusal.code, "reason": refusal.reason})
 
     async def serve(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        """Serve one socket, from the handshake to its close (its ASGI task)."""
-        if (await receive())["type"] != "websocket.connect":
+        """The mounted ASGI app: a ``/ws/*`` socket is served here, from its handshake to its
+        close (in its ASGI task: no frame of a wrapper stays on an idle socket's stack)."""
+        if scope["type"] != "websocket" or not scope["path"].startswith(PATH_PREFIX):
+            app: Any = self._app
+            await app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or ())
-        cid = headers.get(CORRELATION_HEADER.lower().encode())
-        correlation_id.set(check_correlation_id(cid.decode("latin-1"))[0] if cid else new_id())
-        try:
-            claims, endpoint, pubsub = self._admit(scope)
-        except Refusal as refusal:
-            await self._refuse(send, refusal)
+        sock = await self._open(scope, receive, send)
+        if sock is None:
             return
-        await send({"type": "websocket.accept"})
-        tokens = self.gateway.tokens
-        sock = WsSocket(self, send, endpoint, claims.user_id,
-                        f"{claims.user_id}~{secrets.token_hex(4)}", claims.expires_at)
-        sock.subscribe(pubsub, self.settings.max_queue)
-        self.sockets.add(sock)
-        gauge = self.metrics.sockets.labels(endpoint.kind)
-        gauge.inc()
-        self._accepted += 1
         gone = False
         try:
-            # The socket closes when a REST call with its token would be refused.
-            sock.scope.deadline = trio.current_time() + (
-                claims.expires_at + tokens.leeway_seconds - tokens.clock())
             with sock.scope:
-                joined = await self._join(sock)
-                sock.reply({"type": "welcome", "room": endpoint.room, "member_id": sock.member_id,
-                            "user_id": sock.user_id, "epoch": joined["epoch"],
-                            "seq": joined["seq"], "expires_at": claims.expires_at})
+                await self._welcome(sock)
                 while True:
                     message = await receive()
                     if message["type"] == "websocket.disconnect":
@@ -264,13 +242,14 @@ class WsHub:
                 sock.closing = (CLOSE_UNAUTHORIZED, "access token expired: reconnect with a "
                                 "fresh one (POST /api/v1/auth/refresh)")
         except TekTreeError as exc:  # the room could not be joined
-            _log.warning("websocket room unavailable", room=endpoint.room, error=str(exc))
+            room = sock.endpoint.room
+            _log.warning("websocket room unavailable", room=room, error=str(exc))
             sock.closing = sock.closing or (CLOSE_INTERNAL_ERROR, close_reason(
-                f"room {endpoint.room} unavailable: {type(exc).__name__}"))
+                f"room {room} unavailable: {type(exc).__name__}"))
         finally:
             sock.unsubscribe()
             self.sockets.discard(sock)
-            gauge.dec()
+            self.metrics.sockets.labels(sock.endpoint.kind).dec()
             with trio.CancelScope(shield=True), \
                     trio.move_on_after(self.settings.close_timeout_seconds):
                 await self._leave(sock)
@@ -278,6 +257,41 @@ class WsHub:
                     await self._close(sock, send)
             code = 1000 if sock.closing is None else sock.closing[0]
             self.metrics.closed.labels(str(code)).inc()
+
+    async def _open(self, scope: dict[str, Any], receive: Receive, send: Send
+                    ) -> WsSocket | None:
+        """The handshake: the accepted socket, subscribed and counted; None when refused.
+
+        (A function of its own, so that its temporaries do not live as long as the socket.)
+        """
+        if (await receive())["type"] != "websocket.connect":
+            return None
+        headers = dict(scope.get("headers") or ())
+        cid = headers.get(CORRELATION_HEADER.lower().encode())
+        correlation_id.set(check_correlation_id(cid.decode("latin-1"))[0] if cid else new_id())
+        try:
+            claims, endpoint, pubsub = self._admit(scope)
+        except Refusal as refusal:
+            await self._refuse(send, refusal)
+            return None
+        await send({"type": "websocket.accept"})
+        sock = WsSocket(self, send, endpoint, claims.user_id,
+                        f"{claims.user_id}~{secrets.token_hex(4)}", claims.expires_at)
+        # The socket closes when a REST call with its token would be refused.
+        tokens = self.gateway.tokens
+        sock.scope.deadline = trio.current_time() + (
+            claims.expires_at + tokens.leeway_seconds - tokens.clock())
+        sock.subscribe(pubsub, self.settings.max_queue)
+        self.sockets.add(sock)
+        self.metrics.sockets.labels(endpoint.kind).inc()
+        self._accepted += 1
+        return sock
+
+    async def _welcome(self, sock: WsSocket) -> None:
+        joined = await self._join(sock)
+        sock.reply({"type": "welcome", "room": sock.endpoint.room, "member_id": sock.member_id,
+                    "user_id": sock.user_id, "epoch": joined["epoch"], "seq": joined["seq"],
+                    "expires_at": sock.expires_at})
 
     async def _close(self, sock: WsSocket, send: Send) -> None:
         code, reason = sock.closing or (1000, "")
@@ -291,9 +305,14 @@ class WsHub:
     def _room(self, sock: WsSocket) -> Any:
         return self.node.system.ref(ROOM_KIND, sock.endpoint.room)
 
+    def _info(self, sock: WsSocket) -> dict[str, Any]:
+        """What a member shows the others: its user (none on a user's own notifications or a
+        board: nobody lists those members but the user, and it costs every idle socket)."""
+        return {"user_id": sock.user_id} if sock.endpoint.kind in _SHOWN else {}
+
     async def _join(self, sock: WsSocket) -> dict[str, Any]:
         reply: dict[str, Any] = await self._room(sock).ask(
-            Join(member_id=sock.member_id, info={"user_id": sock.user_id}))
+            Join(member_id=sock.member_id, info=self._info(sock)))
         sock.last_beat = trio.current_time()
         return reply
 
@@ -314,7 +333,7 @@ class WsHub:
         known = await self._room(sock).ask(Heartbeat(member_id=sock.member_id, info=info))
         if not known["known"]:  # expired, or the room restarted: join again
             await self._room(sock).ask(Join(member_id=sock.member_id,
-                                            info=info or {"user_id": sock.user_id}))
+                                            info=info or self._info(sock)))
 
     async def _handle(self, sock: WsSocket, message: Mapping[str, Any]) -> None:
         self._frames_in += 1
@@ -342,9 +361,10 @@ class WsHub:
         if frame.type == "presence.list":
             members = await self._room(sock).ask(Members())
             return {"type": "presence.members", "room": sock.endpoint.room,
-                    "members": [{"member_id": m["member_id"], "user_id":
-                                 m["info"].get("user_id"), "info": m["info"],
-                                 "joined_at": m["joined_at"]} for m in members]}
+                    "members": [{"member_id": m["member_id"],
+                                 "user_id": m["member_id"].rpartition("~")[0] or None,
+                                 "info": m["info"], "joined_at": m["joined_at"]}
+                                for m in members]}
         if frame.type == "presence.update":
             await self._beat(sock, frame.info)
             return {"type": "ack"}

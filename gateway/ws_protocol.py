@@ -139,11 +139,12 @@ def route(path: str, query: Mapping[str, str], user_id: str,
 
     ``query`` is the socket's query string, parsed (``board`` for the leaderboard socket).
     """
+    # Notifications and leaderboard sockets read their domain topic only: their room's frames
+    # are presence changes they do not show, and reading them would cost every member of a
+    # 1,000-watcher board 1,000 frames per 1,000 joins.
     if path == "/ws/notifications":
-        room = f"notifications:{user_id}"
-        return Endpoint(kind="notifications", room=room, topics=(
-            Topic(name=notifications_topic(user_id), kind="notifications"),
-            Topic(name=room_topic(room), kind="room")))
+        return Endpoint(kind="notifications", room=f"notifications:{user_id}", topics=(
+            Topic(name=notifications_topic(user_id), kind="notifications"),))
     if path == "/ws/presence":
         return Endpoint(kind="presence", room="presence",
                         topics=(Topic(name=room_topic("presence"), kind="room"),))
@@ -163,10 +164,8 @@ def route(path: str, query: Mapping[str, str], user_id: str,
             raise Refusal(code=CLOSE_BAD_REQUEST, reason=close_reason(
                 f"board {requested[:40]!r}: use global, weekly, weekly:2025-W50 "
                 "or area:<id>")) from None
-        room = f"leaderboard:{board}"
-        return Endpoint(kind="leaderboard", room=room, topics=(
-            Topic(name=leaderboard_topic(board), kind="leaderboard"),
-            Topic(name=room_topic(room), kind="room")))
+        return Endpoint(kind="leaderboard", room=f"leaderboard:{board}", topics=(
+            Topic(name=leaderboard_topic(board), kind="leaderboard"),))
     raise Refusal(code=CLOSE_NOT_FOUND, reason=close_reason(
         f"no socket at {path[:40]}; open one of {', '.join(PATHS)}"))
 
@@ -275,13 +274,11 @@ def _room_event(frame: Mapping[str, Any], event_type: str, payload: Any) -> dict
             "room": room, "epoch": epoch, "seq": seq, "payload": payload}
 
 
-def _render_room(frame: Mapping[str, Any], endpoint: EndpointKind) -> dict[str, Any] | None:
+def _render_room(frame: Mapping[str, Any]) -> dict[str, Any] | None:
     frame_type = frame.get("type")
     if not isinstance(frame_type, str):
         return None
     if frame_type.startswith("presence."):
-        if endpoint not in ("presence", "collaboration"):
-            return None  # who else holds this user's notifications socket is not news
         payload = {key: value for key, value in frame.items()
                    if key not in ("room", "epoch", "seq", "type")}
         return _room_event(frame, frame_type, payload)
@@ -293,13 +290,13 @@ def _render_room(frame: Mapping[str, Any], endpoint: EndpointKind) -> dict[str, 
     return _room_event(frame, "room.message", message)
 
 
-def render(payload: Any, topic: TopicKind, endpoint: EndpointKind) -> dict[str, Any] | None:
-    """The frame a socket of ``endpoint`` shows for ``payload`` read on a ``topic`` topic;
-    ``None`` when such a socket does not show it."""
+def render(payload: Any, topic: TopicKind) -> dict[str, Any] | None:
+    """The frame a socket shows for ``payload`` read on a ``topic`` topic; ``None`` for a
+    payload it does not show."""
     if not isinstance(payload, Mapping):
         return None
     if topic == "room":
-        return _render_room(payload, endpoint)
+        return _render_room(payload)
     if topic == "notifications":  # a domain event envelope from the user's profile
         return {"type": "event", "event_type": payload.get("event_type"),
                 "event_id": payload.get("event_id"), "timestamp": payload.get("timestamp"),

@@ -106,8 +106,11 @@ class WsSocket:
         """The next frame to send, or None; raises ``SubscriptionDropped``."""
         replies = self.replies
         if replies:
-            return replies.popleft()
-        member_id, endpoint, hub = self.member_id, self.endpoint.kind, self.hub
+            text = replies.popleft()
+            if not replies:
+                self.replies = None  # an empty deque costs ~600 bytes: idle sockets keep none
+            return text
+        member_id, hub = self.member_id, self.hub
         for subscription, kind in self.feeds:
             while True:
                 try:
@@ -117,9 +120,9 @@ class WsSocket:
                 if kind == "room" and isinstance(payload, dict) and member_id in (
                         payload.get("exclude") or ()):
                     continue
-                text = hub.rendered(payload, kind, endpoint)
-                if text is not None:
-                    return text
+                rendered = hub.rendered(payload, kind)
+                if rendered is not None:
+                    return rendered
         return None
 
     async def write(self) -> None:

@@ -1,0 +1,150 @@
+"""The server side of ``bench.ws``, one fresh process per subject so its RSS is its own.
+
+``python -m bench._ws_server tektree DATA_DIR`` runs a TekTree node on embedded defaults (store,
+timers, cluster, the ``room`` and ``leaderboard`` kinds, the gateway on a free loopback port);
+``python -m bench._ws_server quart DATA_DIR`` runs the baseline: a naive quart-trio app on the
+same Hypercorn setup, whose ``/ws/leaderboard`` handler keeps each socket in a set, and whose
+broadcast is a loop awaiting ``websocket.send`` once per socket.
+
+It prints ``{"port", "pid"}`` on stdout, then reads one JSON command per line:
+``{"cmd": "broadcast", "round": n}`` sends one event to every socket of the bench board and
+answers ``{"t0": perf_counter}`` taken just before the send (TekTree: a ``SetScore`` told to
+the board's ``LeaderboardActor``, whose rank change goes to the board's topic and from there
+to every watcher; the baseline: the start of its loop); ``{"cmd": "quit"}`` stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from bench._ws_client import raise_fd_limit
+
+BOARD = "area:bench"
+PATH = "/ws/leaderboard"
+
+
+def _config(data_dir: Path) -> Any:
+    from tektree.config import parse_config
+
+    children = [
+        {"type": "service", "name": "store", "service": "store"},
+        {"type": "service", "name": "timers", "service": "timers"},
+        {"type": "service", "name": "cluster", "service": "cluster"},
+        {"type": "actors", "kind": "leaderboard",
+         "actor": "actors.leaderboard:LeaderboardActor"},
+        {"type": "actors", "kind": "room", "actor": "actors.rooms:RoomActor"},
+        {"type": "service", "name": "gateway", "service": "gateway.service:serve",
+         "options": {"rate_limits": False}},
+    ]
+    return parse_config({
+        "node": {"name": "bench-ws", "data_dir": str(data_dir)},
+        "http": {"enabled": True, "host": "127.0.0.1", "port": 0},
+        "logging": {"level": "warning"},
+        "redis": {"url": ""}, "supervisor": {"children": children},
+    }, source="<bench ws>", env={})
+
+
+async def _commands(handle: Any) -> None:
+    stdin = trio.lowlevel.FdStream(os.dup(0))
+    buffer = b""
+    async with stdin:
+        while True:
+            while b"\n" not in buffer:
+                chunk = await stdin.receive_some()
+                if not chunk:
+                    return
+                buffer += chunk
+            line, _, buffer = buffer.partition(b"\n")
+            command = json.loads(line)
+            if command["cmd"] == "quit":
+                return
+            reply = await handle(command)
+            print(json.dumps(reply), flush=True)
+
+
+async def tektree(data_dir: Path) -> None:
+    from actors.leaderboard import SetScore
+    from tektree import Node
+
+    node = Node(_config(data_dir))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.serve)
+        port = int(node.bound["http"][0].rsplit(":", 1)[1])
+        print(json.dumps({"port": port, "pid": os.getpid()}), flush=True)
+        board = node.system.ref("leaderboard", BOARD)
+        run_id = os.urandom(4).hex()  # a data directory used twice still sees new events
+        async def handle(command: dict[str, Any]) -> dict[str, Any]:
+            rnd = int(command["round"])
+            # each mover enters below everyone: one change, a small frame like the baseline's
+            message = SetScore(user_id=f"mover{rnd}", score=1_000_000 - rnd,
+                               event_id=f"bench:{run_id}:{rnd}", version=0)
+            t0 = time.perf_counter()
+            await board.tell(message)
+            return {"t0": t0}
+
+        await _commands(handle)
+        node.request_stop()
+
+
+async def quart(data_dir: Path) -> None:
+    import hypercorn.trio
+    from quart import websocket
+    from quart_trio import QuartTrio
+
+    from gateway.service import hypercorn_config
+    from tektree.config import HttpConfig
+
+    app = QuartTrio(__name__)
+    sockets: set[Any] = set()
+
+    @app.websocket(PATH)
+    async def watch() -> None:
+        ws = websocket._get_current_object()  # type: ignore[attr-defined]
+        sockets.add(ws)
+        try:
+            while True:
+                await websocket.receive()
+        finally:
+            sockets.discard(ws)
+
+    config = hypercorn_config(HttpConfig(enabled=True, host="127.0.0.1", port=0))
+    async with trio.open_nursery() as nursery:
+        stop = trio.Event()
+        binds = await nursery.start(lambda task_status: hypercorn.trio.serve(
+            app, config, shutdown_trigger=stop.wait, task_status=task_status))
+        port = int(binds[0].rsplit(":", 1)[1])
+        print(json.dumps({"port": port, "pid": os.getpid()}), flush=True)
+
+        async def handle(command: dict[str, Any]) -> dict[str, Any]:
+            rnd = int(command["round"])
+            text = json.dumps({"type": "event", "event_type": "leaderboard.rank.changed",
+                               "payload": {"board": BOARD, "version": rnd, "changes": [
+                                   {"rank": rnd, "user_id": f"mover{rnd}",
+                                    "previous_rank": None, "score": 1_000_000 - rnd}]}})
+            t0 = time.perf_counter()
+            for ws in list(sockets):  # the naive loop: one awaited send after another
+                await ws.send(text)
+            return {"t0": t0}
+
+        await _commands(handle)
+        stop.set()
+
+
+def main() -> None:
+    from tektree import configure_logging
+
+    configure_logging(level="warning")  # on stderr: stdout carries the replies
+    raise_fd_limit()
+    mode, data_dir = sys.argv[1], Path(sys.argv[2])
+    trio.run(tektree if mode == "tektree" else quart, data_dir)
+
+
+if __name__ == "__main__":
+    main()
