@@ -15,6 +15,7 @@ to every watcher; the baseline: the start of its loop); ``{"cmd": "quit"}`` stop
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ import trio
 from bench._ws_client import raise_fd_limit
 
 BOARD = "area:bench"
+PAUSES: _Pauses
 PATH = "/ws/leaderboard"
 
 
@@ -51,6 +53,26 @@ def _config(data_dir: Path) -> Any:
     }, source="<bench ws>", env={})
 
 
+class _Pauses:
+    """The cyclic collector's full collections in this process: how many, the longest."""
+
+    def __init__(self) -> None:
+        self.full = 0
+        self.longest = 0.0
+        self._began = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        elif info["generation"] == 2:
+            self.full += 1
+            self.longest = max(self.longest, time.perf_counter() - self._began)
+
+    def report(self) -> dict[str, Any]:
+        return {"full_collections": self.full, "longest_ms": round(self.longest * 1e3, 1)}
+
+
 async def _commands(handle: Any) -> None:
     stdin = trio.lowlevel.FdStream(os.dup(0))
     buffer = b""
@@ -65,7 +87,7 @@ async def _commands(handle: Any) -> None:
             command = json.loads(line)
             if command["cmd"] == "quit":
                 return
-            reply = await handle(command)
+            reply = PAUSES.report() if command["cmd"] == "gc" else await handle(command)
             print(json.dumps(reply), flush=True)
 
 
@@ -142,6 +164,8 @@ def main() -> None:
 
     configure_logging(level="warning")  # on stderr: stdout carries the replies
     raise_fd_limit()
+    global PAUSES
+    PAUSES = _Pauses()
     mode, data_dir = sys.argv[1], Path(sys.argv[2])
     trio.run(tektree if mode == "tektree" else quart, data_dir)
 

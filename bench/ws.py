@@ -192,6 +192,9 @@ async def broadcast(mode: str, server: _Process, port: int, client: _Process, ke
                       f"{(max(arrivals, default=t0) - t0) * 1e3:.0f} ms")
         await trio.sleep(0.05)
     await client.ask(cmd="close")
+    pauses = await server.ask(cmd="gc")
+    progress.step(f"{mode}: {pauses['full_collections']} full GC collections since the "
+                  f"start, the longest {pauses['longest_ms']} ms")
     return recorder, missed
 
 
