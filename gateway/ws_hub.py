@@ -68,6 +68,7 @@ PATH_PREFIX: Final = "/ws/"
 #: Endpoints whose members show their user to the others.
 _SHOWN: Final = frozenset({"presence", "collaboration"})
 _RENDER_CACHE: Final = 512
+_SYNC_SECONDS: Final = 5.0
 _NO_TOKEN: Final = ("missing access token: connect with ?access_token=<access token> "
                     "from POST /api/v1/auth/login")
 
@@ -282,6 +283,15 @@ class WsHub:
         sock.scope.deadline = trio.current_time() + (
             claims.expires_at + tokens.leeway_seconds - tokens.clock())
         sock.subscribe(pubsub, self.settings.max_queue)
+        # In a cluster, frames from other nodes arrive once Redis has our SUBSCRIBE: wait for
+        # it, so the socket misses nothing published after its welcome (bounded: a Redis
+        # that is down delays the handshake, it does not hang it).
+        try:
+            with trio.move_on_after(_SYNC_SECONDS):
+                await pubsub.wait_synced()
+        except BaseException:
+            sock.unsubscribe()
+            raise
         self.sockets.add(sock)
         self.metrics.sockets.labels(endpoint.kind).inc()
         self._accepted += 1
