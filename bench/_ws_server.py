@@ -102,14 +102,30 @@ async def tektree(data_dir: Path) -> None:
         print(json.dumps({"port": port, "pid": os.getpid()}), flush=True)
         board = node.system.ref("leaderboard", BOARD)
         run_id = os.urandom(4).hex()  # a data directory used twice still sees new events
+        # a probe on the board's topic: when the rank change left the actor (after its journal)
+        published: list[float] = []
+        arrived = trio.Event()
+
+        def probe(subscription: Any) -> None:
+            published.append(time.perf_counter())
+            subscription.receive_nowait()
+            arrived.set()
+
+        pubsub: Any = node.system.extensions["pubsub"]
+        pubsub.subscribe(f"leaderboard:{BOARD}", on_ready=probe)
+
         async def handle(command: dict[str, Any]) -> dict[str, Any]:
+            nonlocal arrived
+            arrived = trio.Event()
             rnd = int(command["round"])
             # each mover enters below everyone: one change, a small frame like the baseline's
             message = SetScore(user_id=f"mover{rnd}", score=1_000_000 - rnd,
                                event_id=f"bench:{run_id}:{rnd}", version=0)
             t0 = time.perf_counter()
             await board.tell(message)
-            return {"t0": t0}
+            with trio.move_on_after(10):
+                await arrived.wait()
+            return {"t0": t0, "published": published[-1] if published else None}
 
         await _commands(handle)
         node.request_stop()
