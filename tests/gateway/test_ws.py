@@ -209,3 +209,12 @@ async def test_a_client_that_does_not_read_is_dropped_and_the_room_goes_on(
                         await slow.get_message()
                     except Exception:
                         break
+
+
+async def test_a_stopping_node_closes_its_sockets_with_1001(tmp_path: Path) -> None:
+    async with open_http(tmp_path, relay=False) as (node, base), \
+            open_socket(base, "/ws/presence", mint_token(tmp_path, "usr_ann")) as ws:
+        await welcome(ws)
+        node.request_stop()
+        code, reason = await closed(ws)
+        assert (code, reason) == (1001, "the server is shutting down")
