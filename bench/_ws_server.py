@@ -119,7 +119,7 @@ async def tektree(data_dir: Path) -> None:
             arrived = trio.Event()
             rnd = int(command["round"])
             # each mover enters below everyone: one change, a small frame like the baseline's
-            message = SetScore(user_id=f"mover{rnd}", score=1_000_000 - rnd,
+            message = SetScore(user_id=f"mover{run_id}:{rnd}", score=1_000_000 - rnd,
                                event_id=f"bench:{run_id}:{rnd}", version=0)
             t0 = time.perf_counter()
             await board.tell(message)
