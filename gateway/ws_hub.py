@@ -139,7 +139,7 @@ class WsHub:
         self._frames_in = self._bad_frames = 0
         self._nursery: trio.Nursery | None = None
         self._app: ASGIFramework | None = None
-        self._cache: dict[tuple[int, TopicKind], tuple[Any, str | None]] = {}
+        self._cache: dict[tuple[int, TopicKind], tuple[Any, dict[str, Any] | None]] = {}
 
     def stats(self) -> WsStats:
         return WsStats(open=len(self.sockets), accepted=self._accepted, refused=self._refused,
@@ -180,20 +180,21 @@ class WsHub:
             return
         nursery.start_soon(sock.write)
 
-    def rendered(self, payload: Any, topic: TopicKind) -> str | None:
-        """``payload`` as the JSON text a socket sends, encoded once for every socket of this
-        node (the pub/sub hands them all the same object)."""
+    def rendered(self, payload: Any, topic: TopicKind) -> dict[str, Any] | None:
+        """``payload`` as the ASGI ``websocket.send`` message a socket sends: encoded once,
+        and the same message (read-only) for every socket of this node, since the pub/sub
+        hands them all the same payload object."""
         key = (id(payload), topic)
         hit = self._cache.get(key)
         if hit is not None and hit[0] is payload:
             return hit[1]
         frame = render(payload, topic)
-        text = None if frame is None else encode(frame)
+        message = None if frame is None else {"type": "websocket.send", "text": encode(frame)}
         cache = self._cache
-        cache[key] = (payload, text)  # the payload is kept: its id cannot be reused meanwhile
+        cache[key] = (payload, message)  # the payload is kept: its id is not reused meanwhile
         if len(cache) > _RENDER_CACHE:
             del cache[next(iter(cache))]
-        return text
+        return message
 
     # -- one socket ------------------------------------------------------------------------
     def _admit(self, scope: Mapping[str, Any]) -> tuple[Any, Any, PubSub]:

@@ -53,7 +53,8 @@ class WsSocket:
         self.member_id = member_id
         self.expires_at = expires_at
         self.feeds: tuple[tuple[Subscription, TopicKind], ...] = ()
-        self.replies: deque[str] | None = None  # made on the first reply: idle sockets have none
+        #: Replies to send (ASGI messages), made on the first one: idle sockets have none.
+        self.replies: deque[dict[str, Any]] | None = None
         self.writing = False
         #: ``(code, reason)`` once the socket is closing; nothing more is sent but the close.
         self.closing: tuple[int, str] | None = None
@@ -99,17 +100,17 @@ class WsSocket:
         if len(replies) >= MAX_REPLIES:
             self.close_soon(CLOSE_TOO_SLOW, f"too slow: {MAX_REPLIES} replies unread")
             return
-        replies.append(encode(frame))
+        replies.append({"type": "websocket.send", "text": encode(frame)})
         self._wake()
 
-    def _next_text(self) -> str | None:
-        """The next frame to send, or None; raises ``SubscriptionDropped``."""
+    def _next_message(self) -> dict[str, Any] | None:
+        """The next ASGI message to send, or None; raises ``SubscriptionDropped``."""
         replies = self.replies
         if replies:
-            text = replies.popleft()
+            message = replies.popleft()
             if not replies:
                 self.replies = None  # an empty deque costs ~600 bytes: idle sockets keep none
-            return text
+            return message
         member_id, hub = self.member_id, self.hub
         for subscription, kind in self.feeds:
             while True:
@@ -131,10 +132,10 @@ class WsSocket:
         sent = 0
         try:
             while self.closing is None:
-                text = self._next_text()
-                if text is None:
+                message = self._next_message()
+                if message is None:
                     break
-                await send({"type": "websocket.send", "text": text})
+                await send(message)
                 sent += 1
         except SubscriptionDropped as exc:
             self.close_soon(CLOSE_TOO_SLOW, f"too slow: {exc.reason}")
