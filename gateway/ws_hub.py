@@ -42,12 +42,13 @@ from prometheus_client import Counter, Gauge
 from actors.rooms import ROOM_KIND, Broadcast, Heartbeat, Join, Leave, Members
 from gateway.context import Gateway
 from gateway.correlation import CORRELATION_HEADER, check_correlation_id, new_id
-from gateway.tokens import TokenError
+from gateway.tokens import AccessClaims, TokenError
 from gateway.ws_protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_UNAUTHORIZED,
     ClientFrame,
+    Endpoint,
     FrameError,
     Refusal,
     TopicKind,
@@ -62,9 +63,11 @@ from gateway.ws_socket import Send, WsSocket
 from tektree import Node, TekTreeError, correlation_id
 from tektree.cluster.pubsub import PubSub
 
-__all__ = ["PATH_PREFIX", "WsHub", "WsMetrics", "WsSettings", "WsStats"]
+__all__ = ["EXTENSION", "PATH_PREFIX", "WsHub", "WsMetrics", "WsSettings", "WsStats"]
 
 PATH_PREFIX: Final = "/ws/"
+#: The hub of a node serving sockets, in ``node.system.extensions``.
+EXTENSION: Final = "gateway.ws"
 #: Endpoints whose members show their user to the others.
 _SHOWN: Final = frozenset({"presence", "collaboration"})
 _RENDER_CACHE: Final = 512
@@ -158,13 +161,17 @@ class WsHub:
         """Run ``server(task_status=...)`` (Hypercorn serving :meth:`mount`'s app) with the
         writers' nursery around it; when the node stops, close every socket with 1001 while
         the server drains its connections."""
+        extensions = self.node.system.extensions
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            extensions[EXTENSION] = self  # for /metrics-like readers and tests: stats()
             nursery.start_soon(self._close_at_stop)
             try:
                 await server(task_status=task_status)
             finally:
                 self._nursery = None
+                if extensions.get(EXTENSION) is self:
+                    del extensions[EXTENSION]
                 nursery.cancel_scope.cancel()
 
     async def _close_at_stop(self) -> None:
@@ -197,7 +204,7 @@ class WsHub:
         return message
 
     # -- one socket ------------------------------------------------------------------------
-    def _admit(self, scope: Mapping[str, Any]) -> tuple[Any, Any, PubSub]:
+    def _admit(self, scope: Mapping[str, Any]) -> tuple[AccessClaims, Endpoint, PubSub]:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         token = query.get("access_token")
         if not token:

@@ -23,6 +23,8 @@ from wskit import (
     welcome,
 )
 
+from gateway.ws_hub import EXTENSION
+
 BODY = "Some detailed body text that is long enough to pass."
 
 
@@ -203,6 +205,8 @@ async def test_a_client_that_does_not_read_is_dropped_and_the_room_goes_on(
             assert (seen["seq"], seen["payload"]["edit"]) == (ack["seq"], "after")
             listed = await request(ann, {"type": "presence.list"}, "presence.members")
             assert sorted(m["user_id"] for m in listed["members"]) == ["usr_ann", "usr_bob"]
+            stats = node.system.extensions[EXTENSION].stats()
+            assert (stats.dropped, stats.open, stats.accepted) == (1, 2, 3)
             with trio.fail_after(20):  # what it finally reads ends with the connection cut
                 while True:
                     try:
