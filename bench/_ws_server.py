@@ -43,7 +43,7 @@ def _config(data_dir: Path) -> Any:
          "actor": "actors.leaderboard:LeaderboardActor"},
         {"type": "actors", "kind": "room", "actor": "actors.rooms:RoomActor"},
         {"type": "service", "name": "gateway", "service": "gateway.service:serve",
-         "options": {"rate_limits": False}},
+         "options": {"rate_limits": False, "gc_young_threshold": 10_000}},  # as shipped
     ]
     return parse_config({
         "node": {"name": "bench-ws", "data_dir": str(data_dir)},

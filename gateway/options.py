@@ -86,10 +86,11 @@ class GatewayOptions:
         default=2.0, metadata=rules("how long a close frame may wait to go out before the "
                                     "connection is cut", gt=0))
     gc_young_threshold: int = attrs.field(
-        default=10_000, metadata=rules("once started, freeze the node's objects out of the "
-                                       "cyclic collector and collect young objects every this "
-                                       "many allocations (CPython: 700); 0 = leave it as it is "
-                                       "(see gateway.ws_gc)", ge=0))
+        default=0, metadata=rules("once started, freeze the node's objects out of the cyclic "
+                                  "collector and collect young objects every this many "
+                                  "allocations (CPython: 700); 0 = leave it as it is (see "
+                                  "gateway.ws_gc; the shipped supervisor.toml sets 10000)",
+                                  ge=0))
     ws_heartbeat_interval_seconds: float = attrs.field(
         default=5.0, metadata=rules("at most one room heartbeat per socket this often, "
                                     "however often its client pings", gt=0))
