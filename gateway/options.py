@@ -99,6 +99,24 @@ class GatewayOptions:
         default=False, metadata=rules("one log line per request (method, path, status, ms)"))
     billing: BillingOptions = attrs.field(
         factory=BillingOptions, metadata=rules("the Polar webhook and the quotas (a table)"))
+    ws_max_queue: int = attrs.field(
+        default=256, metadata=rules("frames a socket's topic may hold unsent before the socket "
+                                    "is dropped as too slow (close 4408)", ge=1))
+    ws_max_frame_bytes: int = attrs.field(
+        default=65_536, metadata=rules("largest client frame handled (an error frame above; "
+                                       "16x this closes the socket with 1009)", ge=256))
+    ws_close_timeout_seconds: float = attrs.field(
+        default=2.0, metadata=rules("how long a close frame may wait to go out before the "
+                                    "connection is cut", gt=0))
+    gc_young_threshold: int = attrs.field(
+        default=0, metadata=rules("once started, freeze the node's objects out of the cyclic "
+                                  "collector and collect young objects every this many "
+                                  "allocations (CPython: 700); 0 = leave it as it is (see "
+                                  "gateway.ws_gc; the shipped supervisor.toml sets 10000)",
+                                  ge=0))
+    ws_heartbeat_interval_seconds: float = attrs.field(
+        default=5.0, metadata=rules("at most one room heartbeat per socket this often, "
+                                    "however often its client pings", gt=0))
 
     def anonymous_rpm(self) -> int | None:
         value = self.anonymous_requests_per_minute

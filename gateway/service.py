@@ -23,6 +23,8 @@ from hypercorn.config import Config as HypercornConfig
 from gateway.app import create_app
 from gateway.context import open_gateway
 from gateway.options import gateway_options
+from gateway.ws_gc import settle_collector
+from gateway.ws_hub import WsHub, WsSettings
 from tektree import Node
 from tektree.config import HttpConfig, ServiceSpec
 
@@ -94,9 +96,16 @@ async def serve(node: Node, spec: ServiceSpec, *, task_status: trio.TaskStatus[A
     if not node.config.http.enabled or node.stopping.is_set():
         task_status.started([])
         await trio.sleep_forever()
-    app = create_app(node, await open_gateway(node, options))
-    run = partial(hypercorn.trio.serve, app, hypercorn_config(node.config.http),
-                  shutdown_trigger=node.stopping.wait)
+    gateway = await open_gateway(node, options)
+    # /ws/* is served by a lean ASGI handler beside the Quart app (gateway.ws_hub).
+    hub = WsHub(node, gateway, WsSettings(
+        max_queue=options.ws_max_queue, max_frame_bytes=options.ws_max_frame_bytes,
+        close_timeout_seconds=options.ws_close_timeout_seconds,
+        heartbeat_interval_seconds=options.ws_heartbeat_interval_seconds))
+    config = hypercorn_config(node.config.http)
+    config.websocket_max_message_size = 16 * options.ws_max_frame_bytes
+    run = partial(hub.serve_http, partial(hypercorn.trio.serve, hub.mount(create_app(
+        node, gateway)), config, shutdown_trigger=node.stopping.wait))
     http = node.config.http
     _probe_bind(http.host, http.port)
     try:
@@ -110,6 +119,7 @@ async def serve(node: Node, spec: ServiceSpec, *, task_status: trio.TaskStatus[A
                 raise _bind_error(http.host, http.port, error) from None
             node.bound["http"] = list(binds)
             _log.info("http listening", binds=binds)
+            settle_collector(options.gc_young_threshold)  # the node has started: see ws_gc
             task_status.started(binds)
     finally:
         node.bound.pop("http", None)

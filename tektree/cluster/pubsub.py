@@ -27,6 +27,12 @@ Slow subscribers never stall a topic: each :class:`Subscription` has a bounded q
 :class:`SubscriptionDropped` with the reason, queued payloads are discarded, the drop is counted
 in :meth:`~PubSub.stats`) and the other subscribers carry on.
 
+A reader that holds no task parked on its subscription (thousands of idle sockets, whose
+writer task starts only when there is something to write) passes ``on_ready``: it is called,
+synchronously and from the publisher's fan-out, when a payload lands in the subscription's
+empty queue with no task waiting on it, and once when the subscription is dropped. It must
+not block or raise (it should only schedule the read).
+
 Fire-and-forget
 ---------------
 Redis pub/sub keeps nothing. Payloads published while a node's pub/sub connection is down are
@@ -42,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Final, Protocol, final
 
@@ -131,7 +137,10 @@ class PubSubStats:
 class PubSub(Protocol):
     """What rooms and live leaderboards use; :class:`LocalPubSub` or :class:`RedisPubSub`."""
 
-    def subscribe(self, topic: str, *, max_queue: int = DEFAULT_MAX_QUEUE) -> Subscription:
+    def subscribe(
+        self, topic: str, *, max_queue: int = DEFAULT_MAX_QUEUE,
+        on_ready: Callable[[Subscription], None] | None = None,
+    ) -> Subscription:
         """A new subscription to ``topic``; payloads published from now on are queued to it."""
         ...
 
@@ -158,9 +167,13 @@ class Subscription:
     :class:`SubscriptionDropped`.
     """
 
-    __slots__ = ("_core", "_dropped", "_lot", "_queue", "closed", "max_queue", "topic")
+    __slots__ = ("_core", "_dropped", "_lot", "_on_ready", "_queue", "closed", "max_queue",
+                 "topic")
 
-    def __init__(self, core: _Topics, topic: str, max_queue: int) -> None:
+    def __init__(
+        self, core: _Topics, topic: str, max_queue: int,
+        on_ready: Callable[[Subscription], None] | None = None,
+    ) -> None:
         self.topic = topic
         self.max_queue = max_queue
         self.closed = False
@@ -168,6 +181,7 @@ class Subscription:
         self._queue: deque[Any] = deque()
         self._lot = trio.lowlevel.ParkingLot()
         self._dropped: str | None = None
+        self._on_ready = on_ready
 
     def __repr__(self) -> str:
         state = "dropped" if self._dropped else "closed" if self.closed else "open"
@@ -226,6 +240,8 @@ class Subscription:
         self._dropped = reason
         self.close()
         _log.warning("pubsub subscription dropped", topic=self.topic, reason=reason)
+        if self._on_ready is not None:
+            self._on_ready(self)
 
     def __enter__(self) -> Subscription:
         return self
@@ -265,15 +281,20 @@ class _Topics:
         self._delivered = 0
         self._dropped = 0
 
-    def subscribe(self, topic: str, *, max_queue: int = DEFAULT_MAX_QUEUE) -> Subscription:
-        """A new subscription to ``topic``, receiving the payloads published from now on."""
+    def subscribe(
+        self, topic: str, *, max_queue: int = DEFAULT_MAX_QUEUE,
+        on_ready: Callable[[Subscription], None] | None = None,
+    ) -> Subscription:
+        """A new subscription to ``topic``, receiving the payloads published from now on;
+        ``on_ready`` (optional) is called when a payload waits with no task parked on it
+        (see the module docstring)."""
         _check_topic(topic)
         if type(max_queue) is not int or max_queue < 1:
             raise ValueError(
                 f"max_queue must be an int >= 1, got {max_queue!r:.40}; it bounds the payloads "
                 "a slow subscriber may hold before it is dropped"
             )
-        sub = Subscription(self, topic, max_queue)
+        sub = Subscription(self, topic, max_queue, on_ready)
         subs = self._topics.get(topic)
         if subs is None:
             subs = self._topics[topic] = {}
@@ -334,6 +355,8 @@ class _Topics:
             queue.append(payload)
             if sub._lot:
                 sub._lot.unpark()
+            elif sub._on_ready is not None and len(queue) == 1:
+                sub._on_ready(sub)
         delivered = len(subs)
         if full is not None:
             delivered -= len(full)
