@@ -163,9 +163,33 @@ class EventSourcedActor(Actor, Generic[S]):
         if not events:
             raise ValueError(f"persist() of actor {self.journal_id} needs at least one event")
         ids = event_ids(event_id, len(events))
+        return bool(await self._append(list(zip(ids, events, strict=True)), outbox))
+
+    async def persist_each(
+        self,
+        events: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        outbox: Sequence[DomainEvent | Mapping[str, Any]] = (),
+    ) -> set[str]:
+        """Append ``(event_id, event)`` pairs, each event under its own id (the id of its
+        cause), as one atomic unit with the ``outbox``, then apply the new ones in order.
+
+        For a batch handler: many causes, one commit. Returns the ids appended; an id
+        persisted before (a redelivery) is left out, appends and applies nothing. Ids must be
+        distinct. If the append raises, the state is unchanged.
+        """
+        if not events:
+            raise ValueError(f"persist_each() of actor {self.journal_id} needs at least one event")
+        return {s.event_id for s in await self._append(events, outbox)}
+
+    async def _append(
+        self,
+        events: Sequence[tuple[str, Mapping[str, Any]]],
+        outbox: Sequence[DomainEvent | Mapping[str, Any]],
+    ) -> list[StoredEvent]:
         batch = [
             JournalEvent(event_id=i, event_type=str(e.get("type") or "event"), data=dict(e))
-            for i, e in zip(ids, events, strict=True)
+            for i, e in events
         ]
         journal = self._journal
         try:
@@ -183,7 +207,7 @@ class EventSourcedActor(Actor, Generic[S]):
                 outbox=outbox,
             )
         if not stored:
-            return False
+            return stored
         self._apply_stored(stored)
         if self.seq - self.snapshot_seq >= self.snapshot_every:
             try:
@@ -191,7 +215,7 @@ class EventSourcedActor(Actor, Generic[S]):
             except Exception as exc:  # the events are durable; the next threshold retries
                 _log.warning("snapshot failed", actor=self.journal_id, seq=self.seq,
                              exc_info=exc)
-        return True
+        return stored
 
     def _apply_stored(self, stored: list[StoredEvent]) -> None:
         state = self.state
