@@ -2,8 +2,10 @@ r"""``LeaderboardActor``: one board (``global``, ``weekly:2025-W50``, ``area:<id
 
 The board is the pure :class:`~actors.rules.Leaderboard` (a sorted list in memory), made durable
 by event sourcing: each accepted ``SetScore`` / ``OptOut`` is one journal event appended under its
-``event_id`` (a redelivered update appends nothing), and the whole board is snapshotted every
-``snapshot_every`` events and on passivation, so recovery reads one document plus a short tail.
+``event_id`` (a redelivered update appends nothing), and the whole board is snapshotted on
+passivation and every ``max(snapshot_every, scored users)`` events (a snapshot writes the whole
+board, O(n): taken every n events its cost per update stays O(1); recovery reads one document
+plus a tail of at most as many small events as the board has users).
 Why a journal rather than periodic snapshots alone: an update acknowledged here is never lost,
 and idempotency comes from the journal's unique ``(actor, event_id)`` index for free; the cost is
 one small insert per update. ``SetScore`` has a batch handler: the updates queued in a row while
@@ -204,6 +206,9 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
     # -- the fold ------------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
         return {"board": Leaderboard().snapshot(), "versions": {}}
+
+    def snapshot_interval(self) -> int:
+        return max(self.snapshot_every, self.board.scored_users)
 
     def _load(self, state: dict[str, Any]) -> None:
         if self._loaded_from is not state:

@@ -25,7 +25,8 @@ append never leaves a half-applied state. The state is a JSON object (``dict`` o
 it is what the snapshot stores.
 
 Lifecycle: ``on_activate`` recovers (the latest snapshot, then the events after it, folded);
-``persist`` appends, then applies, then snapshots every ``snapshot_every`` events;
+``persist`` appends, then applies, then snapshots every ``snapshot_every`` events (every
+``snapshot_interval()``: an actor may stretch it as its state grows);
 ``on_passivate`` snapshots if events came since the last snapshot. After a crash the activation
 restarts from the journal, so nothing acknowledged is lost. Subclasses that override a hook call
 ``super()``'s.
@@ -96,6 +97,12 @@ class EventSourcedActor(Actor, Generic[S]):
     def apply(self, state: S, event: Mapping[str, Any]) -> S:
         """The state after ``event``: a pure function of its arguments."""
         raise NotImplementedError(f"{type(self).__qualname__} must define apply(state, event)")
+
+    def snapshot_interval(self) -> int:
+        """Events between two snapshots now: ``snapshot_every``. An actor whose snapshot grows
+        with its state (O(n) to write) overrides it to snapshot less often as it grows, so the
+        snapshots' cost per event stays O(1)."""
+        return self.snapshot_every
 
     @property
     def fencing_token(self) -> int | None:
@@ -209,7 +216,7 @@ class EventSourcedActor(Actor, Generic[S]):
         if not stored:
             return stored
         self._apply_stored(stored)
-        if self.seq - self.snapshot_seq >= self.snapshot_every:
+        if self.seq - self.snapshot_seq >= self.snapshot_interval():
             try:
                 await self.snapshot()
             except Exception as exc:  # the events are durable; the next threshold retries
