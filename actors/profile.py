@@ -43,7 +43,6 @@ from actors.rules import (
     AchievementDef,
     Clock,
     FeaturedAchievementError,
-    QuestDef,
     QuestState,
     StreakState,
     SystemClock,
@@ -63,7 +62,7 @@ from actors.rules import (
     quest_period_id,
     quest_progress,
     record_activity,
-    record_quest,
+    record_quests,
     streak_milestone_reason,
     utc_day,
 )
@@ -241,13 +240,11 @@ def _gain(
             emit(events.StreakMilestone(user_id=user, days=milestone.days, bonus_xp=bonus),
                  f"evt_streak:{user}:{milestone.day.isoformat()}:{milestone.days}")
 
-    quests = QuestState.from_snapshot(state["quests"])
-    completed: list[QuestDef] = []
-    for counter, amount in [*((name, 1) for name in credit.counters), ("xp_earned", base)]:
-        quest_update = record_quest(quests, counter=counter, amount=amount, at=at)
-        quests = quest_update.new_state
-        completed.extend(quest_update.completed)
-    for quest in completed:
+    quest_update = record_quests(QuestState.from_snapshot(state["quests"]),
+                                 [*((name, 1) for name in credit.counters), ("xp_earned", base)],
+                                 at=at)
+    quests = quest_update.new_state
+    for quest in quest_update.completed:
         period = quest_period_id(quest.period, at)
         reward = pay(XpReason.QUEST_COMPLETED, f"quest:{quest.id}:{period}", quest.xp_reward)
         emit(events.QuestCompleted(user_id=user, quest_id=quest.id, period=period,
@@ -269,14 +266,26 @@ def _gain(
     for achievement in granted:  # unlocked by an outside cause (a finished week's top 10)
         if achievement.id not in unlocked:
             unlock(achievement)
+    # Only the achievements whose inputs this event changed (the others were checked when
+    # theirs last changed): its counters, the streak, the level.
+    level = state["current_level"]
+    changed = set(credit.counters)
+    if streak.current != state["streak"]["current"]:
+        changed.add("streak_days")
     for _ in range(len(ACHIEVEMENTS)):  # an achievement's XP may raise the level: another round
-        stats = {**counters, "streak_days": streak.current,
-                 "level": level_for(ledger.total_xp).current_level}
-        found = evaluate_achievements(stats, unlocked)
+        now = level_for(ledger.total_xp).current_level
+        if now != level:
+            changed.add("level")
+            level = now
+        if not changed:
+            break
+        stats = {**counters, "streak_days": streak.current, "level": level}
+        found = evaluate_achievements(stats, unlocked, changed=changed)
         if not found:
             break
         for achievement in found:
             unlock(achievement)
+        changed = set()
 
     for level in levels_gained(state["total_xp"], ledger.total_xp):
         emit(events.LevelUp(user_id=user, old_level=level - 1, new_level=level,

@@ -42,6 +42,7 @@ __all__ = [
     "period_id",
     "progress",
     "record",
+    "record_all",
 ]
 
 QuestPeriod = Literal["daily", "weekly"]
@@ -327,35 +328,55 @@ def record(
 ) -> QuestUpdate:
     """Add ``amount`` of ``counter`` at ``at`` to every quest of the current periods counting
     it; the quests that reach their target now are returned as completed (once per period)."""
+    return record_all(state, [(counter, amount)], at=at, catalog=catalog)
+
+
+def _split(catalog: Sequence[QuestDef]) -> tuple[list[QuestDef], list[QuestDef]]:
+    """The daily and the weekly quests of ``catalog`` (checked; the default one once)."""
+    if catalog is QUESTS:
+        return _QUESTS_SPLIT
+    catalog = check_quest_catalog(catalog)
+    return ([q for q in catalog if q.period == "daily"],
+            [q for q in catalog if q.period == "weekly"])
+
+
+def record_all(
+    state: QuestState,
+    amounts: Sequence[tuple[str, int]],
+    *,
+    at: dt.datetime,
+    catalog: Sequence[QuestDef] = QUESTS,
+) -> QuestUpdate:
+    """:func:`record` of each ``(counter, amount)`` in turn, at the same ``at``: the periods
+    and the catalog are worked out once for the lot (what one event does: its counters and the
+    XP it earned)."""
     if not isinstance(state, QuestState):
         raise TypeError(f"state must be a QuestState, got {state!r}")
-    if not isinstance(counter, str) or _COUNTER_PATTERN.fullmatch(counter) is None:
-        raise ValueError(f"counter = {counter!r} is not a counter name (lowercase snake_case)")
-    if type(amount) is not int or amount < 0:
-        raise ValueError(f"amount = {amount!r}: quest progress only grows; amount is an int >= 0")
-    catalog = check_quest_catalog(catalog)
+    for counter, amount in amounts:
+        if not isinstance(counter, str) or _COUNTER_PATTERN.fullmatch(counter) is None:
+            raise ValueError(
+                f"counter = {counter!r} is not a counter name (lowercase snake_case)"
+            )
+        if type(amount) is not int or amount < 0:
+            raise ValueError(
+                f"amount = {amount!r}: quest progress only grows; amount is an int >= 0"
+            )
+    dailies, weeklies = _split(catalog)
+    day_id, week_id = period_id("daily", at), period_id("weekly", at)
     completed: list[QuestDef] = []
-    daily = _advance(
-        state.daily,
-        period_id("daily", at),
-        [q for q in catalog if q.period == "daily"],
-        counter,
-        amount,
-        completed,
-    )
-    weekly = _advance(
-        state.weekly,
-        period_id("weekly", at),
-        [q for q in catalog if q.period == "weekly"],
-        counter,
-        amount,
-        completed,
-    )
+    daily, weekly = state.daily, state.weekly
+    for counter, amount in amounts:
+        daily = _advance(daily, day_id, dailies, counter, amount, completed)
+        weekly = _advance(weekly, week_id, weeklies, counter, amount, completed)
     if daily is state.daily and weekly is state.weekly:
         new_state = state
     else:
         new_state = QuestState(daily=daily, weekly=weekly)
     return QuestUpdate(new_state=new_state, completed=tuple(completed))
+
+
+_QUESTS_SPLIT: Final = (
+    [q for q in QUESTS if q.period == "daily"], [q for q in QUESTS if q.period == "weekly"])
 
 
 def progress(
