@@ -290,32 +290,47 @@ class QuestProgress:
     resets_at: dt.datetime
 
 
-def _advance(
-    held: PeriodProgress | None,
-    current_id: str,
-    quests: Sequence[QuestDef],
-    counter: str,
-    amount: int,
-    completed: list[QuestDef],
-) -> PeriodProgress | None:
-    if held is not None and held.period_id > current_id:
-        return held  # a late event for a closed period: that period is gone
-    if held is None or held.period_id != current_id:
-        held = PeriodProgress(period_id=current_id)
-    counts: dict[str, int] | None = None
-    done = set(held.completed)
-    for quest in quests:
-        if quest.counter != counter or quest.id in held.completed or amount == 0:
-            continue
-        reached = min(quest.target, held.progress.get(quest.id, 0) + amount)
-        counts = dict(held.progress) if counts is None else counts
-        counts[quest.id] = reached
-        if reached >= quest.target:
-            done.add(quest.id)
-            completed.append(quest)
-    if counts is None:
+class _Advance:
+    """One period being advanced by an event's amounts: plain dicts until :meth:`result`
+    builds the new :class:`PeriodProgress` (once, however many amounts)."""
+
+    __slots__ = ("closed", "counts", "done", "held", "quests")
+
+    def __init__(self, held: PeriodProgress | None, current_id: str,
+                 quests: Sequence[QuestDef]) -> None:
+        self.closed = held is not None and held.period_id > current_id  # a late event
+        if not self.closed and (held is None or held.period_id != current_id):
+            held = PeriodProgress(period_id=current_id)
+        self.held = held
+        self.quests = quests
+        self.counts: dict[str, int] | None = None
+        self.done: set[str] | None = None
+
+    def add(self, counter: str, amount: int, completed: list[QuestDef]) -> None:
+        held = self.held
+        if self.closed or amount == 0 or held is None:
+            return  # a closed period is gone; 0 changes nothing
+        for quest in self.quests:
+            if quest.counter != counter or quest.id in held.completed or (
+                    self.done is not None and quest.id in self.done):
+                continue
+            counts = self.counts = dict(held.progress) if self.counts is None else self.counts
+            reached = min(quest.target, counts.get(quest.id, 0) + amount)
+            counts[quest.id] = reached
+            if reached >= quest.target:
+                done = self.done = set(held.completed) if self.done is None else self.done
+                done.add(quest.id)
+                completed.append(quest)
+
+    def result(self) -> PeriodProgress | None:
+        held = self.held
+        if self.counts is None or held is None:
+            return held
+        held = self.held = PeriodProgress(
+            period_id=held.period_id, progress=self.counts,
+            completed=held.completed if self.done is None else self.done)
+        self.counts = self.done = None
         return held
-    return PeriodProgress(period_id=current_id, progress=counts, completed=done)
 
 
 def record(
@@ -361,17 +376,19 @@ def record_all(
             raise ValueError(
                 f"amount = {amount!r}: quest progress only grows; amount is an int >= 0"
             )
+    if not amounts:
+        return QuestUpdate(new_state=state, completed=())
     dailies, weeklies = _split(catalog)
-    day_id, week_id = period_id("daily", at), period_id("weekly", at)
     completed: list[QuestDef] = []
-    daily, weekly = state.daily, state.weekly
-    for counter, amount in amounts:
-        daily = _advance(daily, day_id, dailies, counter, amount, completed)
-        weekly = _advance(weekly, week_id, weeklies, counter, amount, completed)
-    if daily is state.daily and weekly is state.weekly:
+    daily = _Advance(state.daily, period_id("daily", at), dailies)
+    weekly = _Advance(state.weekly, period_id("weekly", at), weeklies)
+    for counter, amount in amounts:  # per counter the daily quests, then the weekly ones
+        daily.add(counter, amount, completed)
+        weekly.add(counter, amount, completed)
+    if daily.result() is state.daily and weekly.result() is state.weekly:
         new_state = state
     else:
-        new_state = QuestState(daily=daily, weekly=weekly)
+        new_state = QuestState(daily=daily.result(), weekly=weekly.result())
     return QuestUpdate(new_state=new_state, completed=tuple(completed))
 
 
