@@ -20,9 +20,11 @@ when it has none). So a redelivery hours later is charged to the right UTC day a
 The actor's :class:`~actors.rules.Clock` (class attribute ``clock``; tests subclass with a
 ``FixedClock``) answers "now" for the reads: today's daily XP, the streak shown today, quests.
 
-After the unit commits, the actor tells the leaderboards (``global`` and ``weekly:<ISO week of
-the event>``) the user's new scores, versioned by the journal ``seq`` so a stale update never
-overwrites a newer one, and publishes each gamification event to ``notifications:<user>``.
+After the unit commits, the actor tells the leaderboards (``global``, ``weekly:<ISO week of
+the event>`` and ``area:<id>`` for each area the causing content is in: the payload's
+``area_ids``, at most ``MAX_AREA_BOARDS``; the area score is the XP the user earned through
+content of that area) the user's new scores, versioned by the journal ``seq`` so a stale update
+never overwrites a newer one, and publishes each gamification event to ``notifications:<user>``.
 Both are best effort: scores are absolute (the next update repairs a lost one) and pub/sub is
 fire-and-forget; the outbox holds the durable copy of every event.
 """
@@ -41,6 +43,7 @@ from actors.leaderboard import LEADERBOARD_KIND, OptOut, SetScore
 from actors.rules import (
     ACHIEVEMENTS,
     AchievementDef,
+    BoardNameError,
     Clock,
     FeaturedAchievementError,
     QuestState,
@@ -51,6 +54,7 @@ from actors.rules import (
     XpTable,
     XpTableError,
     XpTransaction,
+    area_board,
     award,
     choose_featured,
     current_streak_on,
@@ -99,6 +103,8 @@ COUNTERS: Final = (
     "insights_published", "comments_added", "areas_created",
 )  # fmt: skip
 MAX_TRANSACTIONS_PAGE: Final = 100
+#: Area boards told per event at most (an event's content listing more areas feeds the first).
+MAX_AREA_BOARDS: Final = 8
 _OPTIONS: Final = frozenset({"xp_table", "role"})
 
 
@@ -192,6 +198,25 @@ class _Gain:
     outbox: list[DomainEvent]
     xp: int
     weekly: dict[str, Any] | None
+    areas: dict[str, int]
+
+
+def _area_ids(source: Mapping[str, Any]) -> list[str]:
+    """The areas of the causing content (its payload's ``area_ids``): the valid ids, once
+    each, at most ``MAX_AREA_BOARDS``; anything else is left out (a board name is checked)."""
+    payload = source.get("payload")
+    ids = payload.get("area_ids") if isinstance(payload, Mapping) else None
+    if not isinstance(ids, list | tuple):
+        return []
+    out: list[str] = []
+    for area in ids:
+        if isinstance(area, str) and area not in out:
+            try:
+                area_board(area)
+            except BoardNameError:
+                continue
+            out.append(area)
+    return out[:MAX_AREA_BOARDS]
 
 
 def _gain(
@@ -300,14 +325,17 @@ def _gain(
         weekly = {"week": week, "xp": xp}
     else:
         weekly = None  # a late event of a closed week: that board is final
+    held_areas = state.get("area_xp") or {}
+    areas = {area: held_areas.get(area, 0) + xp for area in _area_ids(source)} if xp > 0 else {}
     record = {
         "type": APPLIED, "cause": credit.key, "source_event_id": source.get("event_id"),
         "source_event_type": source.get("event_type"), "at": format_timestamp(at),
         "transactions": txns, "counters": {name: 1 for name in credit.counters},
         "streak": _streak_doc(streak) if streak_changed else None,
         "quests": quests.snapshot(), "unlocked": newly, "weekly": weekly,
+        "areas": areas or None,
     }  # fmt: skip
-    return _Gain(record=record, outbox=outbox, xp=xp, weekly=weekly)
+    return _Gain(record=record, outbox=outbox, xp=xp, weekly=weekly, areas=areas)
 
 
 def _xp_table(options: Mapping[str, Any]) -> XpTable:
@@ -338,7 +366,7 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
             "daily_xp_day": None, "streak": _streak_doc(StreakState()),
             "last_activity_at": None, "achievements": [], "featured_achievements": [],
             "quests": QuestState().snapshot(), "counters": dict.fromkeys(COUNTERS, 0),
-            "weekly": None, "leaderboard_opt_out": False, "recent_event_ids": [],
+            "weekly": None, "area_xp": {}, "leaderboard_opt_out": False, "recent_event_ids": [],
             "updated_at": None,
         }  # fmt: skip
 
@@ -361,6 +389,8 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
             state["achievements"] = [*state["achievements"], *event["unlocked"]]
             if event["weekly"] is not None:
                 state["weekly"] = event["weekly"]
+            if event.get("areas"):  # absent from records written before area boards
+                state["area_xp"] = {**(state.get("area_xp") or {}), **event["areas"]}
             window = self.table.idempotency_window
             state["recent_event_ids"] = [*state["recent_event_ids"], event["cause"]][-window:]
             state["updated_at"] = event["at"]
@@ -503,6 +533,7 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
             scores = [("global", state["total_xp"])]
             if gain.weekly is not None:
                 scores.append((f"weekly:{gain.weekly['week']}", gain.weekly["xp"]))
+            scores.extend((area_board(area), xp) for area, xp in gain.areas.items())
             for board, score in scores:
                 await self._tell_board(board, SetScore(
                     user_id=user, score=score, event_id=f"score:{user}:{key}", at=at,
@@ -544,6 +575,7 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
         boards = {"global", f"weekly:{iso_week(self.clock.now())}"}
         if self.state["weekly"] is not None:
             boards.add(f"weekly:{self.state['weekly']['week']}")
+        boards.update(area_board(area) for area in self.state.get("area_xp") or {})
         for board in sorted(boards):
             await self._tell_board(board, OptOut(user_id=self.ctx.id.key, opted_out=opted_out,
                                                  version=self.seq))

@@ -13,7 +13,12 @@ import trio
 
 from actors import events
 from actors.leaderboard import LeaderboardActor, Top
-from actors.profile import GetProfile, UserProfileActor, notifications_topic
+from actors.profile import (
+    GetProfile,
+    SetLeaderboardOptOut,
+    UserProfileActor,
+    notifications_topic,
+)
 from actors.rooms import RoomActor
 from actors.rules import FixedClock, iso_week
 from actors.wiring import event_key, event_router, gamification_relay_service, route_event
@@ -204,6 +209,34 @@ def test_event_key_is_the_first_credited_user_else_the_event() -> None:
     assert event_key({"event_id": "e2", "event_type": "payment.succeeded"}) == "event:e2"
     assert event_key({"event_id": "e3", "event_type": "knowledge.answer.submitted",
                       "payload": "not a mapping"}) == "event:e3"
+
+
+async def test_content_in_areas_feeds_the_area_boards(tmp_path: Path) -> None:
+    async with loop_node(tmp_path) as node:
+        async def route(evt: object, event_id: str) -> dict[str, Any]:
+            (reply,) = await route_event(node.system, stamped(evt, event_id, SUNDAY).to_dict())
+            return reply
+
+        first = await route(events.QuestionPosted(
+            question_id="q1", author_id="ann", title="Lifetimes?",
+            area_ids=("rust", "not an area!", "rust", "systems")), "e1")
+        second = await route(events.QuestionPosted(
+            question_id="q2", author_id="ann", title="Borrowck?", area_ids=("rust",)), "e2")
+        await route(events.AnswerSubmitted(answer_id="a1", question_id="q9", author_id="ann",
+                                           question_author_id="bea"), "e3")  # in no area
+        with trio.fail_after(10):
+            await node.system.wait_quiescent()
+        rust = await node.system.ref("leaderboard", "area:rust").ask(Top())
+        systems = await node.system.ref("leaderboard", "area:systems").ask(Top())
+        # The XP earned through each area's content (bonuses included), not the total XP.
+        assert rust == [{"rank": 1, "user_id": "ann", "score": first["xp"] + second["xp"]}]
+        assert systems == [{"rank": 1, "user_id": "ann", "score": first["xp"]}]
+        total = (await node.system.ref("leaderboard", "global").ask(Top()))[0]["score"]
+        assert total > first["xp"] + second["xp"]
+        await node.system.ref("user", "ann").ask(SetLeaderboardOptOut(opted_out=True))
+        with trio.fail_after(10):
+            await node.system.wait_quiescent()
+        assert await node.system.ref("leaderboard", "area:systems").ask(Top()) == []
 
 
 async def test_route_event_skips_malformed_and_unrouted_events(tmp_path: Path) -> None:
