@@ -86,7 +86,7 @@ def prepare_document(
 ) -> Document:
     """Copy ``doc`` for storage, giving it ``_id = new_id`` (or ``new_id()``: only called then)
     when it has none."""
-    if not isinstance(doc, Mapping):
+    if type(doc) is not dict and not isinstance(doc, Mapping):
         raise InvalidDocument(collection, f"expected a dict, got {type(doc).__name__}")
     out: Document = dict(doc)
     if ID_FIELD in out:
