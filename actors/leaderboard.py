@@ -2,11 +2,16 @@ r"""``LeaderboardActor``: one board (``global``, ``weekly:2025-W50``, ``area:<id
 
 The board is the pure :class:`~actors.rules.Leaderboard` (a sorted list in memory), made durable
 by event sourcing: each accepted ``SetScore`` / ``OptOut`` is one journal event appended under its
-``event_id`` (a redelivered update appends nothing), and the whole board is snapshotted every
-``snapshot_every`` events and on passivation, so recovery reads one document plus a short tail.
+``event_id`` (a redelivered update appends nothing), and the whole board is snapshotted on
+passivation and every ``max(snapshot_every, scored users)`` events (a snapshot writes the whole
+board, O(n): taken every n events its cost per update stays O(1); recovery reads one document
+plus a tail of at most as many small events as the board has users).
 Why a journal rather than periodic snapshots alone: an update acknowledged here is never lost,
 and idempotency comes from the journal's unique ``(actor, event_id)`` index for free; the cost is
-one small insert per update (group-committed by the store with the profile's own).
+one small insert per update. ``SetScore`` has a batch handler: the updates queued in a row while
+the previous ones commit are appended in one unit (``persist_each``), so a busy board costs one
+commit per batch, not one per update (a board is one activation: one commit per update would
+cap every board, and the whole XP loop, at the store's commit rate).
 
 Ordering. Every update from a profile carries ``version`` (the profile's journal ``seq``, which
 only grows): an update older than the last one applied for that user is ignored, so a stale
@@ -14,12 +19,15 @@ score redelivered late never overwrites a newer one. Scores are absolute (not de
 applying the newest one is always right. ``version=0`` (an operator's direct call) skips the
 check.
 
-Live updates. After an update that changes ranks, one payload per message goes to the pub/sub
-topic ``leaderboard:<board>``: ``{"board", "version", "changes": [{"user_id", "rank",
-"previous_rank", "score"}...], "omitted"}``, the mover first, then every user it passed or who
-passed up into its old place, at most ``rank_change_limit`` entries (``omitted`` counts the rest:
-a client showing those ranks shifts them by one itself). Users whose rank did not change are not
-listed.
+Live updates. After updates that change ranks, one payload per batch of updates applied together
+(one per update when they come one at a time) goes to the pub/sub topic ``leaderboard:<board>``:
+``{"board", "version", "changes": [{"user_id", "rank", "previous_rank", "score"}...],
+"omitted"}``, the updated users first (by new rank), then every user they passed or who moved up
+into their old places, in rank order, at most ``rank_change_limit`` entries (``omitted`` counts
+the rest: a client showing those ranks shifts them itself). Users whose rank did not change are
+not listed. ``version`` is the board's journal ``seq`` after the batch.
+(:meth:`~actors.rules.Leaderboard.rank_changes` computes it in O(movers · log n), however far
+they moved.)
 
 ``self.state`` is only the recovery base here: the live board is ``self.board``, and
 :meth:`snapshot` saves that.
@@ -56,7 +64,7 @@ from typing import Any, ClassVar, Final
 import attrs
 
 from actors.rules import Clock, Leaderboard, SystemClock, board_key, parse_board
-from tektree import handler, message
+from tektree import batch_handler, handler, message
 from tektree.persistence import EventSourcedActor, Journal, format_timestamp
 
 __all__ = [
@@ -199,6 +207,9 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
     def initial_state(self) -> dict[str, Any]:
         return {"board": Leaderboard().snapshot(), "versions": {}}
 
+    def snapshot_interval(self) -> int:
+        return max(self.snapshot_every, self.board.scored_users)
+
     def _load(self, state: dict[str, Any]) -> None:
         if self._loaded_from is not state:
             self.board = Leaderboard.from_snapshot(state["board"])
@@ -231,74 +242,79 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
     def _stale(self, user: str, version: int) -> bool:
         return bool(version) and version <= self.versions.get(user, 0)
 
-    @handler
-    async def set_score(self, msg: SetScore) -> dict[str, Any]:
-        user = msg.user_id
-        if self._stale(user, msg.version):
-            return {"status": "stale", "rank": self.board.rank(user)}
-        if (self.board.score(user) == msg.score
-                and self.board.is_opted_out(user) == msg.opted_out):
-            return {"status": "unchanged", "rank": self.board.rank(user)}
-        at = msg.at if msg.at is not None else self.clock.now()
-        before = self.board.rank(user)
-        event = {"type": SCORE, "user": user, "score": msg.score, "at": format_timestamp(at),
-                 "version": msg.version, "opted_out": msg.opted_out}
-        if not await self.persist([event], event_id=msg.event_id):
-            return {"status": "duplicate", "rank": self.board.rank(user)}
-        await self._index(user)
-        await self._publish(user, before)
-        return {"status": "applied", "rank": self.board.rank(user)}
+    @batch_handler(SetScore)
+    async def set_score(self, msgs: list[SetScore]) -> list[dict[str, Any]]:
+        """The updates queued in a row, in order, appended in one journal unit (one commit for
+        the lot); each gets its own status: ``applied``, ``duplicate`` (its ``event_id`` was
+        journaled before), ``stale`` (an older ``version``) or ``unchanged``."""
+        statuses: list[str] = []
+        events: list[tuple[str, dict[str, Any]]] = []
+        ids: set[str] = set()
+        versions: dict[str, int] = {}  # versions taken in this batch, not yet applied
+        touched: set[str] = set()
+        board = self.board
+        for msg in msgs:
+            user, version = msg.user_id, msg.version
+            if version and version <= max(self.versions.get(user, 0), versions.get(user, 0)):
+                statuses.append("stale")
+            elif msg.event_id in ids:
+                statuses.append("duplicate")
+            elif (user not in touched and board.score(user) == msg.score
+                  and board.is_opted_out(user) == msg.opted_out):
+                statuses.append("unchanged")
+            else:
+                at = msg.at if msg.at is not None else self.clock.now()
+                events.append((msg.event_id, {
+                    "type": SCORE, "user": user, "score": msg.score,
+                    "at": format_timestamp(at), "version": version,
+                    "opted_out": msg.opted_out}))  # fmt: skip
+                ids.add(msg.event_id)
+                touched.add(user)
+                if version:
+                    versions[user] = version
+                statuses.append("pending")
+        if events:
+            stored = await self._persist_published(events, sorted(touched))
+            statuses = [
+                s if s != "pending" else ("applied" if m.event_id in stored else "duplicate")
+                for s, m in zip(statuses, msgs, strict=True)
+            ]
+        return [{"status": s, "rank": board.rank(m.user_id)}
+                for s, m in zip(statuses, msgs, strict=True)]
+
+    async def _persist_published(
+        self, events: list[tuple[str, dict[str, Any]]], users: list[str]
+    ) -> set[str]:
+        """``persist_each``; then the places of ``users`` in Redis (cluster mode); then one
+        rank-change payload for the lot. The ids appended."""
+        before = {user: self.board.visible_key(user) for user in users}
+        stored = await self.persist_each(events)
+        if stored:
+            await self._index(users)
+            changes, omitted = self.board.rank_changes(before, self.rank_change_limit)
+            if changes:
+                await self._publish({"board": self.name, "version": self.seq,
+                                     "changes": changes, "omitted": omitted})
+        return stored
 
     @handler
     async def opt_out(self, msg: OptOut) -> dict[str, Any]:
         user = msg.user_id
         if self._stale(user, msg.version) or self.board.is_opted_out(user) == msg.opted_out:
             return {"status": "unchanged", "opted_out": self.board.is_opted_out(user)}
-        before = self.board.rank(user)
         envelope = self.ctx.envelope
         event_id = f"opt:{user}:{msg.version}" if msg.version or envelope is None else (
             envelope.message_id)
         event = {"type": OPT_OUT, "user": user, "version": msg.version,
                  "opted_out": msg.opted_out}
-        await self.persist([event], event_id=event_id)
-        await self._index(user)
-        await self._publish(user, before)
+        await self._persist_published([(event_id, event)], [user])
         return {"status": "applied", "opted_out": self.board.is_opted_out(user)}
 
-    def rank_changes(self, user: str, before: int | None) -> tuple[list[dict[str, Any]], int]:
-        """The entries whose rank changed when ``user`` went from rank ``before`` to its rank
-        now (the mover first), at most ``rank_change_limit``, and how many were left out."""
-        board = self.board
-        after = board.rank(user)
-        if after == before:
-            return [], 0
-        last = len(board)
-        if before is None:
-            assert after is not None
-            low, high, shift = after + 1, last, 1  # a newcomer pushed everyone below down
-        elif after is None:
-            low, high, shift = before, last, -1  # a leaver pulled everyone below up
-        elif after < before:
-            low, high, shift = after + 1, before, 1
-        else:
-            low, high, shift = before, after - 1, -1
-        score = None if after is None else board.score(user)
-        changes = [{"rank": after, "user_id": user, "previous_rank": before, "score": score}]
-        count = max(0, high - low + 1)
-        take = min(count, self.rank_change_limit - 1)
-        for entry in board.top(take, low - 1):
-            changes.append({**_entry(entry.rank, entry.user, entry.score),
-                            "previous_rank": entry.rank - shift})
-        return changes, count - take
-
-    async def _publish(self, user: str, before: int | None) -> None:
-        changes, omitted = self.rank_changes(user, before)
+    async def _publish(self, payload: dict[str, Any]) -> None:
         pubsub: Any = self.ctx.system.extensions.get("pubsub")
-        if not changes or pubsub is None:
+        if pubsub is None:
             return
         topic = leaderboard_topic(self.name)
-        payload = {"board": self.name, "version": self.seq, "changes": changes,
-                   "omitted": omitted}
         try:
             await pubsub.publish(topic, payload)
         except Exception as exc:  # fire-and-forget: Top/RankOf are the source of truth
@@ -312,18 +328,20 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
             return None
         return fold_score(-key[0], key[1])
 
-    async def _index(self, user: str) -> None:
-        """Write ``user``'s place and the journal seq to Redis, in one transaction."""
+    async def _index(self, users: list[str]) -> None:
+        """Write the places of ``users`` and the journal seq to Redis, in one transaction."""
         if self.redis is None:
             return
-        folded, seq = self._folded(user), self.seq
+        folded, seq = [(user, self._folded(user)) for user in users], self.seq
+        gone = [user for user, score in folded if score is None]
+        placed = {user: score for user, score in folded if score is not None}
 
         async def write(client: Any) -> None:
             async with client.pipeline(transaction=True) as pipe:
-                if folded is None:
-                    pipe.zrem(self.key, [user])
-                else:
-                    pipe.zadd(self.key, {user: folded})
+                if gone:
+                    pipe.zrem(self.key, gone)
+                if placed:
+                    pipe.zadd(self.key, placed)
                 pipe.set(self.key + ":seq", str(seq))
 
         await self.redis.call(write)
@@ -367,7 +385,8 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
     async def top(self, msg: Top) -> list[dict[str, Any]]:
         if self.redis is not None:
             return await self._range(msg.offset, msg.offset + msg.limit)
-        return [_entry(e.rank, e.user, e.score) for e in self.board.top(msg.limit, msg.offset)]
+        return [{"rank": rank, "user_id": user, "score": score}
+                for rank, user, score in self.board.rows(msg.limit, msg.offset)]
 
     @handler
     async def rank_of(self, msg: RankOf) -> dict[str, Any]:

@@ -20,9 +20,11 @@ when it has none). So a redelivery hours later is charged to the right UTC day a
 The actor's :class:`~actors.rules.Clock` (class attribute ``clock``; tests subclass with a
 ``FixedClock``) answers "now" for the reads: today's daily XP, the streak shown today, quests.
 
-After the unit commits, the actor tells the leaderboards (``global`` and ``weekly:<ISO week of
-the event>``) the user's new scores, versioned by the journal ``seq`` so a stale update never
-overwrites a newer one, and publishes each gamification event to ``notifications:<user>``.
+After the unit commits, the actor tells the leaderboards (``global``, ``weekly:<ISO week of
+the event>`` and ``area:<id>`` for each area the causing content is in: the payload's
+``area_ids``, at most ``MAX_AREA_BOARDS``; the area score is the XP the user earned through
+content of that area) the user's new scores, versioned by the journal ``seq`` so a stale update
+never overwrites a newer one, and publishes each gamification event to ``notifications:<user>``.
 Both are best effort: scores are absolute (the next update repairs a lost one) and pub/sub is
 fire-and-forget; the outbox holds the durable copy of every event.
 """
@@ -41,9 +43,9 @@ from actors.leaderboard import LEADERBOARD_KIND, OptOut, SetScore
 from actors.rules import (
     ACHIEVEMENTS,
     AchievementDef,
+    BoardNameError,
     Clock,
     FeaturedAchievementError,
-    QuestDef,
     QuestState,
     StreakState,
     SystemClock,
@@ -52,6 +54,7 @@ from actors.rules import (
     XpTable,
     XpTableError,
     XpTransaction,
+    area_board,
     award,
     choose_featured,
     current_streak_on,
@@ -63,7 +66,7 @@ from actors.rules import (
     quest_period_id,
     quest_progress,
     record_activity,
-    record_quest,
+    record_quests,
     streak_milestone_reason,
     utc_day,
 )
@@ -100,6 +103,8 @@ COUNTERS: Final = (
     "insights_published", "comments_added", "areas_created",
 )  # fmt: skip
 MAX_TRANSACTIONS_PAGE: Final = 100
+#: Area boards told per event at most (an event's content listing more areas feeds the first).
+MAX_AREA_BOARDS: Final = 8
 _OPTIONS: Final = frozenset({"xp_table", "role"})
 
 
@@ -193,6 +198,25 @@ class _Gain:
     outbox: list[DomainEvent]
     xp: int
     weekly: dict[str, Any] | None
+    areas: dict[str, int]
+
+
+def _area_ids(source: Mapping[str, Any]) -> list[str]:
+    """The areas of the causing content (its payload's ``area_ids``): the valid ids, once
+    each, at most ``MAX_AREA_BOARDS``; anything else is left out (a board name is checked)."""
+    payload = source.get("payload")
+    ids = payload.get("area_ids") if isinstance(payload, Mapping) else None
+    if not isinstance(ids, list | tuple):
+        return []
+    out: list[str] = []
+    for area in ids:
+        if isinstance(area, str) and area not in out:
+            try:
+                area_board(area)
+            except BoardNameError:
+                continue
+            out.append(area)
+    return out[:MAX_AREA_BOARDS]
 
 
 def _gain(
@@ -241,13 +265,11 @@ def _gain(
             emit(events.StreakMilestone(user_id=user, days=milestone.days, bonus_xp=bonus),
                  f"evt_streak:{user}:{milestone.day.isoformat()}:{milestone.days}")
 
-    quests = QuestState.from_snapshot(state["quests"])
-    completed: list[QuestDef] = []
-    for counter, amount in [*((name, 1) for name in credit.counters), ("xp_earned", base)]:
-        quest_update = record_quest(quests, counter=counter, amount=amount, at=at)
-        quests = quest_update.new_state
-        completed.extend(quest_update.completed)
-    for quest in completed:
+    quest_update = record_quests(QuestState.from_snapshot(state["quests"]),
+                                 [*((name, 1) for name in credit.counters), ("xp_earned", base)],
+                                 at=at)
+    quests = quest_update.new_state
+    for quest in quest_update.completed:
         period = quest_period_id(quest.period, at)
         reward = pay(XpReason.QUEST_COMPLETED, f"quest:{quest.id}:{period}", quest.xp_reward)
         emit(events.QuestCompleted(user_id=user, quest_id=quest.id, period=period,
@@ -269,14 +291,26 @@ def _gain(
     for achievement in granted:  # unlocked by an outside cause (a finished week's top 10)
         if achievement.id not in unlocked:
             unlock(achievement)
+    # Only the achievements whose inputs this event changed (the others were checked when
+    # theirs last changed): its counters, the streak, the level.
+    level = state["current_level"]
+    changed = set(credit.counters)
+    if streak.current != state["streak"]["current"]:
+        changed.add("streak_days")
     for _ in range(len(ACHIEVEMENTS)):  # an achievement's XP may raise the level: another round
-        stats = {**counters, "streak_days": streak.current,
-                 "level": level_for(ledger.total_xp).current_level}
-        found = evaluate_achievements(stats, unlocked)
+        now = level_for(ledger.total_xp).current_level
+        if now != level:
+            changed.add("level")
+            level = now
+        if not changed:
+            break
+        stats = {**counters, "streak_days": streak.current, "level": level}
+        found = evaluate_achievements(stats, unlocked, changed=changed)
         if not found:
             break
         for achievement in found:
             unlock(achievement)
+        changed = set()
 
     for level in levels_gained(state["total_xp"], ledger.total_xp):
         emit(events.LevelUp(user_id=user, old_level=level - 1, new_level=level,
@@ -291,14 +325,17 @@ def _gain(
         weekly = {"week": week, "xp": xp}
     else:
         weekly = None  # a late event of a closed week: that board is final
+    held_areas = state.get("area_xp") or {}
+    areas = {area: held_areas.get(area, 0) + xp for area in _area_ids(source)} if xp > 0 else {}
     record = {
         "type": APPLIED, "cause": credit.key, "source_event_id": source.get("event_id"),
         "source_event_type": source.get("event_type"), "at": format_timestamp(at),
         "transactions": txns, "counters": {name: 1 for name in credit.counters},
         "streak": _streak_doc(streak) if streak_changed else None,
         "quests": quests.snapshot(), "unlocked": newly, "weekly": weekly,
+        "areas": areas or None,
     }  # fmt: skip
-    return _Gain(record=record, outbox=outbox, xp=xp, weekly=weekly)
+    return _Gain(record=record, outbox=outbox, xp=xp, weekly=weekly, areas=areas)
 
 
 def _xp_table(options: Mapping[str, Any]) -> XpTable:
@@ -329,7 +366,7 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
             "daily_xp_day": None, "streak": _streak_doc(StreakState()),
             "last_activity_at": None, "achievements": [], "featured_achievements": [],
             "quests": QuestState().snapshot(), "counters": dict.fromkeys(COUNTERS, 0),
-            "weekly": None, "leaderboard_opt_out": False, "recent_event_ids": [],
+            "weekly": None, "area_xp": {}, "leaderboard_opt_out": False, "recent_event_ids": [],
             "updated_at": None,
         }  # fmt: skip
 
@@ -352,6 +389,8 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
             state["achievements"] = [*state["achievements"], *event["unlocked"]]
             if event["weekly"] is not None:
                 state["weekly"] = event["weekly"]
+            if event.get("areas"):  # absent from records written before area boards
+                state["area_xp"] = {**(state.get("area_xp") or {}), **event["areas"]}
             window = self.table.idempotency_window
             state["recent_event_ids"] = [*state["recent_event_ids"], event["cause"]][-window:]
             state["updated_at"] = event["at"]
@@ -494,6 +533,7 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
             scores = [("global", state["total_xp"])]
             if gain.weekly is not None:
                 scores.append((f"weekly:{gain.weekly['week']}", gain.weekly["xp"]))
+            scores.extend((area_board(area), xp) for area, xp in gain.areas.items())
             for board, score in scores:
                 await self._tell_board(board, SetScore(
                     user_id=user, score=score, event_id=f"score:{user}:{key}", at=at,
@@ -535,6 +575,7 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
         boards = {"global", f"weekly:{iso_week(self.clock.now())}"}
         if self.state["weekly"] is not None:
             boards.add(f"weekly:{self.state['weekly']['week']}")
+        boards.update(area_board(area) for area in self.state.get("area_xp") or {})
         for board in sorted(boards):
             await self._tell_board(board, OptOut(user_id=self.ctx.id.key, opted_out=opted_out,
                                                  version=self.seq))

@@ -38,10 +38,11 @@ if TYPE_CHECKING:
     from tektree import Node
     from tektree.config import ServiceSpec
 
-__all__ = ["event_router", "gamification_relay_service", "route_event"]
+__all__ = ["event_key", "event_router", "gamification_relay_service", "route_event"]
 
 _log = structlog.get_logger("actors.wiring")
-_OPTIONS: Final = frozenset({"batch_size", "poll_interval_seconds", "ask_timeout_seconds"})
+_OPTIONS: Final = frozenset({"batch_size", "poll_interval_seconds", "ask_timeout_seconds",
+                             "concurrency"})
 
 
 async def route_event(
@@ -90,6 +91,18 @@ def event_router(
     return publish
 
 
+def event_key(envelope: Mapping[str, Any]) -> str:
+    """The relay's ordering key of an event: the first user it credits (so one user's events
+    reach their profile in order while other users' go at once), else its own id (an event
+    that credits nobody needs no order)."""
+    try:
+        targets = credits(str(envelope.get("event_type")), str(envelope.get("event_id")),
+                          envelope.get("payload") or {})
+    except (InvalidEvent, TypeError, AttributeError):
+        targets = []
+    return "user:" + targets[0].user_id if targets else "event:" + str(envelope.get("event_id"))
+
+
 def _number(options: Mapping[str, Any], name: str, default: float) -> float:
     value = options.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -108,8 +121,12 @@ async def gamification_relay_service(
     type = "service"
     name = "gamification"
     service = "actors.wiring:gamification_relay_service"   # after the store service
-    options = { poll_interval_seconds = 1.0, batch_size = 100, ask_timeout_seconds = 5.0 }
+    options = { poll_interval_seconds = 1.0, batch_size = 500, ask_timeout_seconds = 5.0,
+                concurrency = 64 }
     ```
+
+    ``concurrency`` users' events are delivered at once (each user's in order, see
+    :func:`event_key`); 1 delivers one event at a time.
 
     Run it on one node of a cluster: relays on several nodes would each deliver every event
     (harmless, the profiles deduplicate, but twice the work).
@@ -125,7 +142,9 @@ async def gamification_relay_service(
     relay = OutboxRelay(
         store,
         event_router(node.system, timeout=_number(options, "ask_timeout_seconds", 5.0)),
-        batch_size=int(_number(options, "batch_size", 100)),
+        batch_size=int(_number(options, "batch_size", 500)),
         poll_interval_seconds=_number(options, "poll_interval_seconds", 1.0),
+        key=event_key,
+        concurrency=int(_number(options, "concurrency", 64)),
     )
     await relay.run(task_status=task_status)

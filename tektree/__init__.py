@@ -3,7 +3,7 @@
 Domain-free: nothing here imports ``actors`` or ``gateway``.
 """
 
-from tektree._actor import Actor, Handler, handler
+from tektree._actor import Actor, Handler, batch_handler, handler
 from tektree._codec import (
     decode_envelope,
     decode_message,
@@ -84,6 +84,7 @@ __all__ = [
     "UnhandledMessage",
     "UnknownActorKind",
     "WallClock",
+    "batch_handler",
     "capture_logs",
     "configure_logging",
     "correlation_id",

@@ -19,6 +19,20 @@ A handler's return value is the reply to an ``ask``. Handlers run one at a time 
 A ``def`` handler never suspends, so an ``ask`` to an idle local activation runs it directly in
 the asking task (the actor's turn held, failures still supervised); an ``async def`` handler
 always runs in one of its pool's worker tasks.
+
+A **batch handler** takes every message of its class that is queued in a row in the mailbox at
+once (up to the pool's ``batch_size`` per turn) and returns one reply per message, in order, so
+a write that costs one store commit can serve many messages:
+
+```python
+    @batch_handler(Deposit)
+    async def deposit(self, msgs: list[Deposit]) -> list[int]:
+        await self.persist_each([(m.id, {"amount": m.amount}) for m in msgs])
+        return [self.balance] * len(msgs)
+```
+
+Its replies (or its failure, which fails every ask of the batch) are sent only after it
+returns: an ask is answered once the whole batch is done.
 """
 
 from __future__ import annotations
@@ -37,6 +51,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 _HANDLER_MARK = "__tektree_handles__"
+_BATCH_MARK = "__tektree_batch__"
 
 
 def is_message_type(cls: type) -> bool:
@@ -51,18 +66,22 @@ def is_message_type(cls: type) -> bool:
 
 
 class Handler:
-    """A resolved handler: the function, whether it is ``async``, and its message class."""
+    """A resolved handler: the function, whether it is ``async``, its message class, and
+    whether it takes a list of messages (``batched``, see :func:`batch_handler`)."""
 
-    __slots__ = ("fn", "is_async", "message_type", "name")
+    __slots__ = ("batched", "fn", "is_async", "message_type", "name")
 
-    def __init__(self, fn: Callable[..., Any], message_type: type, name: str) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], message_type: type, name: str, *, batched: bool = False
+    ) -> None:
         self.fn = fn
         self.is_async = inspect.iscoroutinefunction(fn)
         self.message_type = message_type
         self.name = name
+        self.batched = batched
 
     def __repr__(self) -> str:
-        kind = "async " if self.is_async else ""
+        kind = ("async " if self.is_async else "") + ("batch " if self.batched else "")
         return f"<{kind}handler {self.name} for {self.message_type.__qualname__}>"
 
 
@@ -86,6 +105,25 @@ def handler(arg: Any, /) -> Any:
         return mark
     setattr(arg, _HANDLER_MARK, None)
     return arg
+
+
+def batch_handler(message_type: type, /) -> Callable[[F], F]:
+    """Mark an ``async def`` method as the batch handler of ``message_type``: it is called with
+    a list of the messages queued in a row (at least one) and returns a list of as many
+    replies, in the same order (see the module docstring)."""
+    if not isinstance(message_type, type):
+        raise TypeError(f"@batch_handler takes the message class, got {message_type!r}; write "
+                        "@batch_handler(SomeMessage)")
+
+    def mark(fn: F) -> F:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"batch handler {fn.__qualname__} must be an async def: it runs in "
+                            "a worker task, never inline")
+        setattr(fn, _HANDLER_MARK, message_type)
+        setattr(fn, _BATCH_MARK, True)
+        return fn
+
+    return mark
 
 
 def _resolve_message_type(cls: type, name: str, fn: Callable[..., Any]) -> type:
@@ -173,6 +211,8 @@ class Actor:
                             f"{message_type.__qualname__}: {previous} and {name}"
                         )
                     owner[message_type] = name
-                    table[message_type] = Handler(member, message_type, name)
+                    table[message_type] = Handler(
+                        member, message_type, name, batched=getattr(member, _BATCH_MARK, False)
+                    )
             cls._handler_table = table
         return table

@@ -6,7 +6,9 @@ puts the activation on the pool's run queue; a small, elastic set of worker task
 activations off the run queue and handles up to ``batch_size`` messages per turn, with one
 checkpoint per batch instead of two per message. A worker that enters an ``async`` handler
 first makes sure another worker can serve the run queue, so one slow handler never stalls the
-kind; at most ``max_concurrency`` handlers of the kind run at once.
+kind; at most ``max_concurrency`` handlers of the kind run at once. A batch handler
+(:func:`~tektree.batch_handler`) gets the messages of its class queued in a row within the turn
+in one call, and each of their asks its own reply once the call returns.
 
 A crashing handler fails its ask with :class:`ActorFailed`, the activation is stopped and
 restarted (fresh instance, ``on_activate`` again) after an exponential backoff, its queued
@@ -234,7 +236,7 @@ class ActorPool(ActivationLifecycle):
         handled = 0
         active = False
         batch: list[Envelope] = []
-        index = 0
+        index = start = 0
         try:
             if cell.actor is None and not await self._activate(cell):
                 return
@@ -259,7 +261,10 @@ class ActorPool(ActivationLifecycle):
                     del mailbox[:take]
                 self.queued -= len(batch)
                 index = 0
-                for env in batch:
+                size = len(batch)
+                while index < size:
+                    env = batch[index]
+                    start = index
                     index += 1
                     handled += 1
                     message = env.message
@@ -274,7 +279,17 @@ class ActorPool(ActivationLifecycle):
                         if h is None:
                             self.check_handles(cell.id, message)
                             raise AssertionError("unreachable")  # pragma: no cover
-                        if h.is_async:
+                        if h.batched:
+                            index, active = self._take_run(cell, batch, index, active)
+                            handled += index - start - 1
+                            self._available -= 1
+                            if self.run_queue and self._available <= 0:
+                                self._add_worker()
+                            try:
+                                result = await h.fn(actor, [e.message for e in batch[start:index]])
+                            finally:
+                                self._available += 1
+                        elif h.is_async:
                             self._available -= 1
                             if self.run_queue and self._available <= 0:
                                 self._add_worker()
@@ -285,17 +300,21 @@ class ActorPool(ActivationLifecycle):
                         else:
                             result = h.fn(actor, message)
                     except UnhandledMessage as exc:
-                        self._reply_error(env, exc)
+                        for unhandled in batch[start:index]:
+                            self._reply_error(unhandled, exc)
                         continue
                     except Exception as exc:
                         latency.observe(perf_counter() - started)
                         self._requeue_front(cell, batch[index:])
-                        batch = []
-                        await self._crashed(cell, env, exc)
+                        run, batch = batch[start:index], []
+                        await self._crashed_run(cell, run, exc)
                         crashed = True
                         break
                     latency.observe(perf_counter() - started)
                     cell.crash_count = 0
+                    if h.batched:
+                        self._reply_run(cell, h, batch[start:index], result)
+                        continue
                     reply = env.reply
                     if reply is not None:
                         if check:
@@ -311,9 +330,8 @@ class ActorPool(ActivationLifecycle):
             # Cancelled mid-batch (the pool is stopping): the message being handled fails its
             # ask; the rest of the batch goes back in front of the mailbox, not lost.
             if batch:
-                interrupted = batch[index - 1] if index else None
                 self._requeue_front(cell, batch[index:])
-                if interrupted is not None:
+                for interrupted in batch[start:index]:
                     self._reply_error(interrupted, ActorStopped(cell.id, "its pool stopped"))
             raise
         finally:
@@ -324,6 +342,50 @@ class ActorPool(ActivationLifecycle):
             cell.current = None
             self._after_turn(cell, active)
         await trio.lowlevel.checkpoint()
+
+    def _take_run(
+        self, cell: ActorContext, batch: list[Envelope], index: int, active: bool
+    ) -> tuple[int, bool]:
+        """Extend a batch handler's run past ``index`` over the messages of the same class;
+        the end of the run, and whether any of it was not a timer tick."""
+        kind = type(batch[index - 1].message)
+        size = len(batch)
+        while index < size and type(batch[index].message) is kind:
+            env = batch[index]
+            if env.from_timer:
+                self._timer_delivered(cell, env.message)
+            else:
+                active = True
+            index += 1
+        return index, active
+
+    def _reply_run(self, cell: ActorContext, h: Handler, run: list[Envelope], result: Any) -> None:
+        """Send each message of a batch handler's run its own reply."""
+        if not isinstance(result, list) or len(result) != len(run):
+            got = f"a list of {len(result)}" if isinstance(result, list) else type(result).__name__
+            error = TypeError(f"batch handler {h.name} of {cell.id} must return a list of "
+                              f"{len(run)} replies, one per message; it returned {got}")
+            for env in run:
+                self._reply_error(env, error)
+            return
+        check = self.system.check_serialization
+        for env, value in zip(run, result, strict=True):
+            reply = env.reply
+            if reply is not None:
+                reply.set_value(self._checked_reply(env, value) if check else value)
+            if env.ack is not None:
+                env.ack()
+
+    async def _crashed_run(self, cell: ActorContext, run: list[Envelope], exc: Exception) -> None:
+        """A handler raised on ``run`` (one message, or a batch handler's run): every ask of
+        the run fails with the same ``ActorFailed``, then the activation is supervised."""
+        failed = self._failure_of(cell, exc)
+        for env in run[1:]:
+            if env.reply is not None:
+                env.reply.set_error(failed)
+            if env.ack is not None:
+                env.ack()
+        await self._crashed(cell, run[0], exc, failed=failed)
 
     def _requeue_front(self, cell: ActorContext, rest: list[Envelope]) -> None:
         if not rest:

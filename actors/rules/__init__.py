@@ -71,6 +71,7 @@ from actors.rules.quests import period_end as quest_period_end
 from actors.rules.quests import period_id as quest_period_id
 from actors.rules.quests import progress as quest_progress
 from actors.rules.quests import record as record_quest
+from actors.rules.quests import record_all as record_quests
 from actors.rules.streaks import (
     FREEZE_EVERY_DAYS,
     MAX_FREEZES,
@@ -184,5 +185,6 @@ __all__ += [
     "quest_period_id",
     "quest_progress",
     "record_quest",
+    "record_quests",
     "weekly_board",
 ]

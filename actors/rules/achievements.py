@@ -231,14 +231,23 @@ def evaluate(
     stats: Mapping[str, int],
     unlocked: AbstractSet[str],
     catalog: Sequence[AchievementDef] = ACHIEVEMENTS,
+    *,
+    changed: AbstractSet[str] | None = None,
 ) -> list[AchievementDef]:
     """The achievements of ``catalog`` that ``stats`` meets and ``unlocked`` does not hold yet,
-    in catalog order. The caller adds their ids to ``unlocked`` (and grants ``xp_reward``)."""
+    in catalog order. The caller adds their ids to ``unlocked`` (and grants ``xp_reward``).
+
+    ``changed``: the counters that changed since ``stats`` were last evaluated; only the
+    achievements on those counters are checked (the others were checked then and their inputs
+    are the same). None checks every achievement."""
     _check_stats(stats)
+    entries = ACHIEVEMENTS if catalog is ACHIEVEMENTS else check_achievement_catalog(catalog)
     return [
         entry
-        for entry in check_achievement_catalog(catalog)
-        if entry.id not in unlocked and entry.criteria.met(stats)
+        for entry in entries
+        if (changed is None or entry.criteria.counter in changed)
+        and entry.id not in unlocked
+        and entry.criteria.met(stats)
     ]
 
 

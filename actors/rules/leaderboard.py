@@ -26,6 +26,7 @@ O(log n); ``top(n, offset)`` and ``around(user, radius)`` are O(log n + k) for k
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import re
 from collections.abc import Mapping
@@ -224,6 +225,74 @@ class Leaderboard:
         if rank is None:
             return []
         return self._entries(max(0, rank - 1 - radius), rank + radius)
+
+    def rows(self, n: int, offset: int = 0) -> list[tuple[int, str, int]]:
+        """:meth:`top` as plain ``(rank, user, score)`` tuples: for hot paths (a rank-change
+        payload, a top-100 read) that would only turn each :class:`Entry` into a dict."""
+        _check_count(n, "n")
+        _check_count(offset, "offset")
+        return [
+            (rank, key[2], -key[0])
+            for rank, key in enumerate(self._ranked.islice(offset, offset + n), start=offset + 1)
+        ]
+
+    def visible_key(self, user: str) -> tuple[int, int, str] | None:
+        """``user``'s place in board order (an opaque, comparable key), or None when they are
+        not ranked: what :meth:`rank_changes` takes to describe where users were."""
+        key = self._keys.get(user)
+        return None if key is None or user in self._opted_out else key
+
+    def rank_changes(
+        self, before: Mapping[str, tuple[int, int, str] | None], limit: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Every rank changed since the users of ``before`` (the *movers*) were at the
+        :meth:`visible_key` recorded there, everyone else having stayed put: at most ``limit``
+        entries ``{"rank", "user_id", "previous_rank", "score"}`` (``rank`` or
+        ``previous_rank`` None when unranked), the movers first (by their new rank), then the
+        users they pushed or pulled, in rank order; and how many changed entries were left out.
+
+        Cost O(m log n + limit) for m movers, whatever the distance they moved: the users
+        between the movers' old and new places shift by a constant within each gap between
+        those places, so the gaps are counted with bisections, not walked.
+        """
+        _check_count(limit, "limit")
+        ranked = self._ranked
+        now = {user: self.visible_key(user) for user in before}
+        old_keys = sorted(k for k in before.values() if k is not None)
+        new_keys = sorted(k for k in now.values() if k is not None)
+        movers: list[dict[str, Any]] = []
+        for user, old in before.items():
+            new = now[user]  # even at the same key, a mover may have been passed by others
+            # Before: the non-movers above ``old`` (they are above it now too) + the movers.
+            previous = None if old is None else (
+                ranked.bisect_left(old) - bisect.bisect_left(new_keys, old)
+                + bisect.bisect_left(old_keys, old) + 1)
+            rank = None if new is None else ranked.bisect_left(new) + 1
+            if rank != previous:
+                movers.append({"rank": rank, "user_id": user, "previous_rank": previous,
+                               "score": None if new is None else -new[0]})
+        movers.sort(key=lambda c: (c["rank"] is None, c["rank"] or 0, c["previous_rank"] or 0))
+        # The gaps between the movers' keys, old and new: a non-mover in a gap moved by
+        # (movers above it before) - (movers above it now), the same for the whole gap.
+        bounds = sorted({*old_keys, *new_keys})
+        changes = movers[:limit]
+        total = len(movers)
+        for i, low in enumerate(bounds):
+            shift = bisect.bisect_right(old_keys, low) - bisect.bisect_right(new_keys, low)
+            if shift == 0:
+                continue
+            first = ranked.bisect_right(low)
+            stop = ranked.bisect_left(bounds[i + 1]) if i + 1 < len(bounds) else len(ranked)
+            if stop <= first:
+                continue
+            total += stop - first
+            room = limit - len(changes)
+            if room > 0:
+                for rank, key in enumerate(ranked.islice(first, min(stop, first + room)),
+                                           start=first + 1):
+                    changes.append({"rank": rank, "user_id": key[2],
+                                    "previous_rank": rank + shift, "score": -key[0]})
+        return changes, total - len(changes)
 
     def _entries(self, start: int, stop: int) -> list[Entry]:
         return [

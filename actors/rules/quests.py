@@ -42,6 +42,7 @@ __all__ = [
     "period_id",
     "progress",
     "record",
+    "record_all",
 ]
 
 QuestPeriod = Literal["daily", "weekly"]
@@ -289,32 +290,47 @@ class QuestProgress:
     resets_at: dt.datetime
 
 
-def _advance(
-    held: PeriodProgress | None,
-    current_id: str,
-    quests: Sequence[QuestDef],
-    counter: str,
-    amount: int,
-    completed: list[QuestDef],
-) -> PeriodProgress | None:
-    if held is not None and held.period_id > current_id:
-        return held  # a late event for a closed period: that period is gone
-    if held is None or held.period_id != current_id:
-        held = PeriodProgress(period_id=current_id)
-    counts: dict[str, int] | None = None
-    done = set(held.completed)
-    for quest in quests:
-        if quest.counter != counter or quest.id in held.completed or amount == 0:
-            continue
-        reached = min(quest.target, held.progress.get(quest.id, 0) + amount)
-        counts = dict(held.progress) if counts is None else counts
-        counts[quest.id] = reached
-        if reached >= quest.target:
-            done.add(quest.id)
-            completed.append(quest)
-    if counts is None:
+class _Advance:
+    """One period being advanced by an event's amounts: plain dicts until :meth:`result`
+    builds the new :class:`PeriodProgress` (once, however many amounts)."""
+
+    __slots__ = ("closed", "counts", "done", "held", "quests")
+
+    def __init__(self, held: PeriodProgress | None, current_id: str,
+                 quests: Sequence[QuestDef]) -> None:
+        self.closed = held is not None and held.period_id > current_id  # a late event
+        if not self.closed and (held is None or held.period_id != current_id):
+            held = PeriodProgress(period_id=current_id)
+        self.held = held
+        self.quests = quests
+        self.counts: dict[str, int] | None = None
+        self.done: set[str] | None = None
+
+    def add(self, counter: str, amount: int, completed: list[QuestDef]) -> None:
+        held = self.held
+        if self.closed or amount == 0 or held is None:
+            return  # a closed period is gone; 0 changes nothing
+        for quest in self.quests:
+            if quest.counter != counter or quest.id in held.completed or (
+                    self.done is not None and quest.id in self.done):
+                continue
+            counts = self.counts = dict(held.progress) if self.counts is None else self.counts
+            reached = min(quest.target, counts.get(quest.id, 0) + amount)
+            counts[quest.id] = reached
+            if reached >= quest.target:
+                done = self.done = set(held.completed) if self.done is None else self.done
+                done.add(quest.id)
+                completed.append(quest)
+
+    def result(self) -> PeriodProgress | None:
+        held = self.held
+        if self.counts is None or held is None:
+            return held
+        held = self.held = PeriodProgress(
+            period_id=held.period_id, progress=self.counts,
+            completed=held.completed if self.done is None else self.done)
+        self.counts = self.done = None
         return held
-    return PeriodProgress(period_id=current_id, progress=counts, completed=done)
 
 
 def record(
@@ -327,35 +343,57 @@ def record(
 ) -> QuestUpdate:
     """Add ``amount`` of ``counter`` at ``at`` to every quest of the current periods counting
     it; the quests that reach their target now are returned as completed (once per period)."""
+    return record_all(state, [(counter, amount)], at=at, catalog=catalog)
+
+
+def _split(catalog: Sequence[QuestDef]) -> tuple[list[QuestDef], list[QuestDef]]:
+    """The daily and the weekly quests of ``catalog`` (checked; the default one once)."""
+    if catalog is QUESTS:
+        return _QUESTS_SPLIT
+    catalog = check_quest_catalog(catalog)
+    return ([q for q in catalog if q.period == "daily"],
+            [q for q in catalog if q.period == "weekly"])
+
+
+def record_all(
+    state: QuestState,
+    amounts: Sequence[tuple[str, int]],
+    *,
+    at: dt.datetime,
+    catalog: Sequence[QuestDef] = QUESTS,
+) -> QuestUpdate:
+    """:func:`record` of each ``(counter, amount)`` in turn, at the same ``at``: the periods
+    and the catalog are worked out once for the lot (what one event does: its counters and the
+    XP it earned)."""
     if not isinstance(state, QuestState):
         raise TypeError(f"state must be a QuestState, got {state!r}")
-    if not isinstance(counter, str) or _COUNTER_PATTERN.fullmatch(counter) is None:
-        raise ValueError(f"counter = {counter!r} is not a counter name (lowercase snake_case)")
-    if type(amount) is not int or amount < 0:
-        raise ValueError(f"amount = {amount!r}: quest progress only grows; amount is an int >= 0")
-    catalog = check_quest_catalog(catalog)
+    for counter, amount in amounts:
+        if not isinstance(counter, str) or _COUNTER_PATTERN.fullmatch(counter) is None:
+            raise ValueError(
+                f"counter = {counter!r} is not a counter name (lowercase snake_case)"
+            )
+        if type(amount) is not int or amount < 0:
+            raise ValueError(
+                f"amount = {amount!r}: quest progress only grows; amount is an int >= 0"
+            )
+    if not amounts:
+        return QuestUpdate(new_state=state, completed=())
+    dailies, weeklies = _split(catalog)
     completed: list[QuestDef] = []
-    daily = _advance(
-        state.daily,
-        period_id("daily", at),
-        [q for q in catalog if q.period == "daily"],
-        counter,
-        amount,
-        completed,
-    )
-    weekly = _advance(
-        state.weekly,
-        period_id("weekly", at),
-        [q for q in catalog if q.period == "weekly"],
-        counter,
-        amount,
-        completed,
-    )
-    if daily is state.daily and weekly is state.weekly:
+    daily = _Advance(state.daily, period_id("daily", at), dailies)
+    weekly = _Advance(state.weekly, period_id("weekly", at), weeklies)
+    for counter, amount in amounts:  # per counter the daily quests, then the weekly ones
+        daily.add(counter, amount, completed)
+        weekly.add(counter, amount, completed)
+    if daily.result() is state.daily and weekly.result() is state.weekly:
         new_state = state
     else:
-        new_state = QuestState(daily=daily, weekly=weekly)
+        new_state = QuestState(daily=daily.result(), weekly=weekly.result())
     return QuestUpdate(new_state=new_state, completed=tuple(completed))
+
+
+_QUESTS_SPLIT: Final = (
+    [q for q in QUESTS if q.period == "daily"], [q for q in QUESTS if q.period == "weekly"])
 
 
 def progress(

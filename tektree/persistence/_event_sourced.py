@@ -25,7 +25,8 @@ append never leaves a half-applied state. The state is a JSON object (``dict`` o
 it is what the snapshot stores.
 
 Lifecycle: ``on_activate`` recovers (the latest snapshot, then the events after it, folded);
-``persist`` appends, then applies, then snapshots every ``snapshot_every`` events;
+``persist`` appends, then applies, then snapshots every ``snapshot_every`` events (every
+``snapshot_interval()``: an actor may stretch it as its state grows);
 ``on_passivate`` snapshots if events came since the last snapshot. After a crash the activation
 restarts from the journal, so nothing acknowledged is lost. Subclasses that override a hook call
 ``super()``'s.
@@ -97,6 +98,12 @@ class EventSourcedActor(Actor, Generic[S]):
         """The state after ``event``: a pure function of its arguments."""
         raise NotImplementedError(f"{type(self).__qualname__} must define apply(state, event)")
 
+    def snapshot_interval(self) -> int:
+        """Events between two snapshots now: ``snapshot_every``. An actor whose snapshot grows
+        with its state (O(n) to write) overrides it to snapshot less often as it grows, so the
+        snapshots' cost per event stays O(1)."""
+        return self.snapshot_every
+
     @property
     def fencing_token(self) -> int | None:
         """The token of this activation's cluster lease (``ctx.fencing_token``), recorded on
@@ -163,9 +170,33 @@ class EventSourcedActor(Actor, Generic[S]):
         if not events:
             raise ValueError(f"persist() of actor {self.journal_id} needs at least one event")
         ids = event_ids(event_id, len(events))
+        return bool(await self._append(list(zip(ids, events, strict=True)), outbox))
+
+    async def persist_each(
+        self,
+        events: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        outbox: Sequence[DomainEvent | Mapping[str, Any]] = (),
+    ) -> set[str]:
+        """Append ``(event_id, event)`` pairs, each event under its own id (the id of its
+        cause), as one atomic unit with the ``outbox``, then apply the new ones in order.
+
+        For a batch handler: many causes, one commit. Returns the ids appended; an id
+        persisted before (a redelivery) is left out, appends and applies nothing. Ids must be
+        distinct. If the append raises, the state is unchanged.
+        """
+        if not events:
+            raise ValueError(f"persist_each() of actor {self.journal_id} needs at least one event")
+        return {s.event_id for s in await self._append(events, outbox)}
+
+    async def _append(
+        self,
+        events: Sequence[tuple[str, Mapping[str, Any]]],
+        outbox: Sequence[DomainEvent | Mapping[str, Any]],
+    ) -> list[StoredEvent]:
         batch = [
             JournalEvent(event_id=i, event_type=str(e.get("type") or "event"), data=dict(e))
-            for i, e in zip(ids, events, strict=True)
+            for i, e in events
         ]
         journal = self._journal
         try:
@@ -183,15 +214,15 @@ class EventSourcedActor(Actor, Generic[S]):
                 outbox=outbox,
             )
         if not stored:
-            return False
+            return stored
         self._apply_stored(stored)
-        if self.seq - self.snapshot_seq >= self.snapshot_every:
+        if self.seq - self.snapshot_seq >= self.snapshot_interval():
             try:
                 await self.snapshot()
             except Exception as exc:  # the events are durable; the next threshold retries
                 _log.warning("snapshot failed", actor=self.journal_id, seq=self.seq,
                              exc_info=exc)
-        return True
+        return stored
 
     def _apply_stored(self, stored: list[StoredEvent]) -> None:
         state = self.state

@@ -27,9 +27,13 @@ ENVELOPE_FIELDS: Final = (
 
 def format_timestamp(when: dt.datetime) -> str:
     """UTC ISO 8601 with microseconds and ``Z``: fixed width, so strings sort as times."""
-    if when.tzinfo is None:
-        raise ValueError(f"timestamp {when!r} is naive; pass an aware datetime (UTC)")
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if when.tzinfo is not dt.UTC:
+        if when.tzinfo is None:
+            raise ValueError(f"timestamp {when!r} is naive; pass an aware datetime (UTC)")
+        when = when.astimezone(dt.UTC)
+    if when.year < 1000:  # isoformat pads the year to 4 digits, strftime("%Y") does not
+        return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.isoformat(timespec="microseconds")[:-6] + "Z"  # drop "+00:00"
 
 
 def utc_now() -> str:

@@ -99,13 +99,23 @@ class Recovery(NamedTuple):
     events: list[StoredEvent]
 
 
+class _AppendLock:
+    """One actor's append lock and how many appends hold or wait for it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = trio.Lock()
+        self.users = 0
+
+
 class Journal:
     """Append, read, snapshot and recover actors' journals."""
 
     def __init__(self, store: DocumentStore) -> None:
         self._store = store
         self._heads: dict[str, int] = {}
-        self._locks: dict[str, trio.Lock] = {}
+        self._locks: dict[str, _AppendLock] = {}
 
     async def append(
         self,
@@ -132,14 +142,18 @@ class Journal:
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
             raise DuplicateEvent(actor_id, dup)
-        lock = self._locks.setdefault(actor_id, trio.Lock())
+        entry = self._locks.get(actor_id)
+        if entry is None:
+            entry = self._locks[actor_id] = _AppendLock()
+        entry.users += 1
         try:
-            async with lock:
+            async with entry.lock:
                 return await self._append_locked(
                     actor_id, events, fencing_token, skip_duplicates, outbox, also
                 )
         finally:
-            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+            entry.users -= 1
+            if not entry.users:  # no append in flight or waiting: forget the lock
                 self._locks.pop(actor_id, None)
 
     async def _append_locked(

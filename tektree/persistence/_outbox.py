@@ -42,6 +42,14 @@ class OutboxRelay:
     commits on this store, and polls every ``poll_interval_seconds`` for events written by other
     processes. A failing ``publish`` is retried for the same event (order is kept) with
     exponential backoff from ``backoff_initial_seconds`` up to ``backoff_max_seconds``.
+
+    Concurrency: by default one event at a time, in order. With ``key`` (a function of the
+    envelope, e.g. the user an event concerns) and ``concurrency`` > 1, the events of a batch
+    are grouped by key and up to ``concurrency`` keys are published at once, each key's events
+    in order (order *across* keys is not kept, and a key that keeps failing delays only its
+    own events); the batch is marked published once all of it was. A ``publish`` that waits on
+    a durable effect (an actor's ask) then costs one round trip per batch of keys, not one per
+    event.
     """
 
     def __init__(
@@ -53,13 +61,22 @@ class OutboxRelay:
         poll_interval_seconds: float = 1.0,
         backoff_initial_seconds: float = 0.05,
         backoff_max_seconds: float = 5.0,
+        key: Callable[[dict[str, Any]], str] | None = None,
+        concurrency: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if poll_interval_seconds <= 0:
             raise ValueError(f"poll_interval_seconds must be > 0, got {poll_interval_seconds}")
+        if type(concurrency) is not int or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if concurrency > 1 and key is None:
+            raise ValueError(f"concurrency={concurrency} needs key= (events of one key are "
+                             "published in order, different keys at once)")
         self._store = store
         self._publish = publish
+        self._key = key
+        self.concurrency = concurrency
         self.batch_size = batch_size
         self.poll_interval_seconds = poll_interval_seconds
         self.backoff_initial_seconds = backoff_initial_seconds
@@ -81,6 +98,9 @@ class OutboxRelay:
         page = await self._store.find(
             EVENTS, {"published": False}, sort=list(_ORDER), limit=self.batch_size
         )
+        if self._key is not None and self.concurrency > 1:
+            await self._relay_by_key(page.items, self._key)
+            return len(page.items)
         done: list[str] = []
         for doc in page.items:
             delay = self.backoff_initial_seconds
@@ -98,6 +118,33 @@ class OutboxRelay:
             self.published += 1
         await self._mark(done)
         return len(page.items)
+
+    async def _relay_by_key(self, docs: list[Document], key: Callable[[dict[str, Any]], str]
+                            ) -> None:
+        lanes: dict[str, list[dict[str, Any]]] = {}
+        for doc in docs:
+            event = envelope(doc)
+            lanes.setdefault(key(event), []).append(event)
+        limiter = trio.CapacityLimiter(self.concurrency)
+
+        async def lane(events: list[dict[str, Any]]) -> None:
+            async with limiter:
+                for event in events:
+                    delay = self.backoff_initial_seconds
+                    while True:
+                        try:
+                            await self._publish(event)
+                            break
+                        except Exception:
+                            self.publish_failures += 1
+                            await trio.sleep(delay)
+                            delay = min(delay * 2, self.backoff_max_seconds)
+                    self.published += 1
+
+        async with trio.open_nursery() as nursery:
+            for events in lanes.values():
+                nursery.start_soon(lane, events)
+        await self._mark([doc["_id"] for doc in docs])
 
     async def _mark(self, ids: list[str]) -> None:
         if ids:

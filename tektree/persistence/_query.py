@@ -12,7 +12,7 @@ import binascii
 import copy
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import attrs
@@ -81,12 +81,18 @@ def dumps(collection: str, doc: Mapping[str, Any]) -> str:
         raise InvalidDocument(collection, f"{exc}; documents hold JSON values only") from exc
 
 
-def prepare_document(collection: str, doc: Mapping[str, Any], new_id: str) -> Document:
-    """Copy ``doc`` for storage, giving it ``_id = new_id`` when it has none."""
-    if not isinstance(doc, Mapping):
+def prepare_document(
+    collection: str, doc: Mapping[str, Any], new_id: str | Callable[[], str]
+) -> Document:
+    """Copy ``doc`` for storage, giving it ``_id = new_id`` (or ``new_id()``: only called then)
+    when it has none."""
+    if type(doc) is not dict and not isinstance(doc, Mapping):
         raise InvalidDocument(collection, f"expected a dict, got {type(doc).__name__}")
     out: Document = dict(doc)
-    doc_id = out.setdefault(ID_FIELD, new_id)
+    if ID_FIELD in out:
+        doc_id = out[ID_FIELD]
+    else:
+        doc_id = out[ID_FIELD] = new_id if isinstance(new_id, str) else new_id()
     if not isinstance(doc_id, str) or not doc_id:
         raise InvalidDocument(collection, f"_id must be a non-empty str, got {doc_id!r}")
     for key in out:

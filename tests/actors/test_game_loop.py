@@ -13,10 +13,15 @@ import trio
 
 from actors import events
 from actors.leaderboard import LeaderboardActor, Top
-from actors.profile import GetProfile, UserProfileActor, notifications_topic
+from actors.profile import (
+    GetProfile,
+    SetLeaderboardOptOut,
+    UserProfileActor,
+    notifications_topic,
+)
 from actors.rooms import RoomActor
 from actors.rules import FixedClock, iso_week
-from actors.wiring import event_router, gamification_relay_service, route_event
+from actors.wiring import event_key, event_router, gamification_relay_service, route_event
 from tektree import Node
 from tektree.cluster.pubsub import LocalPubSub
 from tektree.persistence import EVENTS, DomainEvent, OutboxRelay, format_timestamp
@@ -168,6 +173,70 @@ async def test_the_relay_service_delivers_as_events_commit(tmp_path: Path) -> No
                 note = await notes.receive()  # the relay woke on the commit: no polling wait
         assert note["event_type"] == "gamification.xp.earned"
         assert note["payload"]["amount"] == 50
+
+
+async def test_the_relay_delivers_many_users_at_once_each_in_order(tmp_path: Path) -> None:
+    async with loop_node(tmp_path) as node:
+        users = [f"u{i}" for i in range(40)]
+        for user in users:  # one unit per event, a user's events in time order
+            await write(node, stamped(events.UserRegistered(
+                user_id=user, email=f"{user}@x.io", handle=user), f"reg-{user}", SUNDAY))
+        for n in range(3):
+            for user in users:
+                await write(node, stamped(events.AnswerSubmitted(
+                    answer_id=f"a-{user}-{n}", question_id=f"q{n}", author_id=user,
+                    question_author_id="asker"), f"ans-{user}-{n}", SUNDAY))
+        assert node.store is not None
+        relay = OutboxRelay(node.store, event_router(node.system, timeout=5), batch_size=500,
+                            key=event_key, concurrency=64)  # as the relay service does
+        with trio.fail_after(20):
+            while await relay.relay_once():
+                pass
+            await node.system.wait_quiescent()
+        assert await node.store.count(EVENTS, {"published": False}) == 0
+        for user in users:
+            profile = await node.system.ref("user", user).ask(GetProfile())
+            # welcome, 3 answers, First Answer, daily quests "answer 3" and "earn 50 XP"
+            assert profile["total_xp"] == 50 + 3 * 10 + 10 + 15 + 10
+            assert profile["counters"]["answers_submitted"] == 3
+
+
+def test_event_key_is_the_first_credited_user_else_the_event() -> None:
+    accepted = stamped(events.AnswerAccepted(
+        answer_id="a1", question_id="q1", answer_author_id="bea", question_author_id="ann"),
+        "e1", SUNDAY).to_dict()
+    assert event_key(accepted) == "user:bea"
+    assert event_key({"event_id": "e2", "event_type": "payment.succeeded"}) == "event:e2"
+    assert event_key({"event_id": "e3", "event_type": "knowledge.answer.submitted",
+                      "payload": "not a mapping"}) == "event:e3"
+
+
+async def test_content_in_areas_feeds_the_area_boards(tmp_path: Path) -> None:
+    async with loop_node(tmp_path) as node:
+        async def route(evt: object, event_id: str) -> dict[str, Any]:
+            (reply,) = await route_event(node.system, stamped(evt, event_id, SUNDAY).to_dict())
+            return reply
+
+        first = await route(events.QuestionPosted(
+            question_id="q1", author_id="ann", title="Lifetimes?",
+            area_ids=("rust", "not an area!", "rust", "systems")), "e1")
+        second = await route(events.QuestionPosted(
+            question_id="q2", author_id="ann", title="Borrowck?", area_ids=("rust",)), "e2")
+        await route(events.AnswerSubmitted(answer_id="a1", question_id="q9", author_id="ann",
+                                           question_author_id="bea"), "e3")  # in no area
+        with trio.fail_after(10):
+            await node.system.wait_quiescent()
+        rust = await node.system.ref("leaderboard", "area:rust").ask(Top())
+        systems = await node.system.ref("leaderboard", "area:systems").ask(Top())
+        # The XP earned through each area's content (bonuses included), not the total XP.
+        assert rust == [{"rank": 1, "user_id": "ann", "score": first["xp"] + second["xp"]}]
+        assert systems == [{"rank": 1, "user_id": "ann", "score": first["xp"]}]
+        total = (await node.system.ref("leaderboard", "global").ask(Top()))[0]["score"]
+        assert total > first["xp"] + second["xp"]
+        await node.system.ref("user", "ann").ask(SetLeaderboardOptOut(opted_out=True))
+        with trio.fail_after(10):
+            await node.system.wait_quiescent()
+        assert await node.system.ref("leaderboard", "area:systems").ask(Top()) == []
 
 
 async def test_route_event_skips_malformed_and_unrouted_events(tmp_path: Path) -> None:

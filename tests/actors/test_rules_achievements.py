@@ -287,3 +287,15 @@ def test_featured_rejects_a_bare_string_and_a_bad_limit() -> None:
 
 def test_nothing_featured_is_valid() -> None:
     assert choose_featured(frozenset(), []) == ()
+
+
+@given(stats=st.fixed_dictionaries({c: st.integers(0, 120) for c in sorted(STAT_COUNTERS)}),
+       changed=st.sets(st.sampled_from(sorted(STAT_COUNTERS))),
+       unlocked=st.sets(st.sampled_from(IDS)))
+def test_evaluate_with_changed_checks_only_the_achievements_on_those_counters(
+    stats: dict[str, int], changed: set[str], unlocked: set[str]
+) -> None:
+    everything = evaluate(stats, unlocked)
+    assert evaluate(stats, unlocked, changed=changed) == [
+        a for a in everything if a.criteria.counter in changed]
+    assert evaluate(stats, unlocked, changed=set()) == []

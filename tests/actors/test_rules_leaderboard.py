@@ -107,6 +107,8 @@ def check_agrees(board: Leaderboard, reference: Reference) -> None:
     for n in range(4):
         for offset in range(len(expected) + 2):
             assert board.top(n, offset) == expected[offset : offset + n]
+            assert board.rows(n, offset) == [
+                (e.rank, e.user, e.score) for e in expected[offset : offset + n]]
     for user in USERS:
         for radius in range(3):
             if user in order:
@@ -409,3 +411,67 @@ def test_area_board() -> None:
     assert area_board("66f1c0ffee") == "area:66f1c0ffee"
     with pytest.raises(BoardNameError, match=r"board 'area:a:b': 'a:b' is not an area id"):
         area_board("a:b")
+
+
+# -- rank changes of a batch of movers --------------------------------------------------------
+
+_MOVES = st.lists(
+    st.tuples(st.sampled_from(["set", "hide", "show", "remove"]),
+              st.integers(0, 11), st.integers(0, 5), st.integers(0, 60)),
+    max_size=12,
+)
+
+
+@given(
+    start=st.lists(st.tuples(st.integers(0, 11), st.integers(0, 5), st.integers(0, 60)),
+                   max_size=14),
+    moves=_MOVES,
+    limit=st.integers(1, 8),
+)
+@settings(max_examples=300, deadline=None)
+def test_rank_changes_of_many_movers_agree_with_comparing_every_rank(
+    start: list[tuple[int, int, int]], moves: list[tuple[str, int, int, int]], limit: int
+) -> None:
+    board = Leaderboard()
+    for user, score, second in start:
+        board.set_score(f"u{user}", score, t(second))
+    ranks_before = {u: board.rank(u) for u in (f"u{i}" for i in range(12))}
+    movers = {f"u{user}" for _, user, _, _ in moves}
+    before = {u: board.visible_key(u) for u in movers}
+    for kind, user, score, second in moves:
+        name = f"u{user}"
+        if kind == "set":
+            board.set_score(name, score, t(second))
+        elif kind == "hide":
+            board.opt_out(name)
+        elif kind == "show":
+            board.opt_in(name)
+        else:
+            board.remove(name)
+    changed = {u: (board.rank(u), was) for u, was in ranks_before.items() if board.rank(u) != was}
+    listed, omitted = board.rank_changes(before, limit)
+    assert len(listed) + omitted == len(changed)
+    assert len(listed) == min(limit, len(changed))
+    for entry in listed:
+        user = entry["user_id"]
+        assert (entry["rank"], entry["previous_rank"]) == changed[user]
+        assert entry["score"] == (None if entry["rank"] is None else board.score(user))
+    moved = [e for e in listed if e["user_id"] in movers]
+    assert listed[: len(moved)] == moved  # the movers first, by their new rank
+    assert [e["rank"] for e in listed[len(moved):]] == sorted(
+        e["rank"] for e in listed[len(moved):])
+    if len(listed) < limit:
+        assert {e["user_id"] for e in listed} == set(changed)
+
+
+def test_rank_changes_of_one_mover_list_it_then_whom_it_passed() -> None:
+    board = Leaderboard()
+    for n, user in enumerate(["a", "b", "c", "d"]):
+        board.set_score(user, 100 - 10 * n, t(n))
+    before = {"d": board.visible_key("d")}
+    board.set_score("d", 95, t(9))
+    assert board.rank_changes(before, 10) == ([
+        {"rank": 2, "user_id": "d", "previous_rank": 4, "score": 95},
+        {"rank": 3, "user_id": "b", "previous_rank": 2, "score": 90},
+        {"rank": 4, "user_id": "c", "previous_rank": 3, "score": 80}], 0)
+    assert board.rank_changes(before, 2)[1] == 1

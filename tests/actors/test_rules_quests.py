@@ -23,6 +23,7 @@ from actors.rules.quests import (
     period_id,
     progress,
     record,
+    record_all,
 )
 
 UTC = dt.UTC
@@ -405,3 +406,29 @@ def test_from_snapshot_names_what_is_wrong() -> None:
     with pytest.raises(ValueError, match=r"snapshot 'daily' = \{'period_id': '2025-12-16'\}"):
         QuestState.from_snapshot({"daily": {"period_id": "2025-12-16"}})
     assert QuestState.from_snapshot({}) == EMPTY
+
+
+_COUNTERS = st.sampled_from(["answers_submitted", "questions_posted", "xp_earned",
+                             "upvotes_received", "comments_added"])
+
+
+@given(
+    steps=st.lists(st.lists(st.tuples(_COUNTERS, st.integers(0, 60)), max_size=3), max_size=8),
+    hours=st.lists(st.integers(0, 24 * 9), min_size=8, max_size=8),
+)
+@settings(max_examples=200, deadline=None)
+def test_record_all_is_record_of_each_amount_in_turn(
+    steps: list[list[tuple[str, int]]], hours: list[int]
+) -> None:
+    one_by_one = all_at_once = EMPTY
+    for amounts, hour in zip(steps, hours, strict=False):
+        when = at(2025, 12, 12) + dt.timedelta(hours=hour)
+        completed: list[QuestDef] = []
+        for counter, amount in amounts:
+            update = record(one_by_one, counter=counter, amount=amount, at=when)
+            one_by_one = update.new_state
+            completed.extend(update.completed)
+        batch = record_all(all_at_once, amounts, at=when)
+        all_at_once = batch.new_state
+        assert all_at_once == one_by_one
+        assert list(batch.completed) == completed

@@ -193,3 +193,67 @@ def test_deduplicator_is_bounded() -> None:
     assert dedup.first_time("a") and dedup.first_time("b") and not dedup.first_time("a")
     assert dedup.first_time("c")  # evicts "b", the least recently seen
     assert dedup.first_time("b") and not dedup.first_time("c")
+
+
+async def test_relay_by_key_publishes_keys_at_once_and_each_key_in_order(
+    store: DocumentStore,
+) -> None:
+    for n in range(1, 13):
+        await write_with_state(store, n)
+    in_flight, most = 0, 0
+    order: dict[int, list[int]] = {}
+    release = trio.Event()
+
+    async def publish(e: dict[str, Any]) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if in_flight == 3:
+            release.set()  # three keys are being published together
+        await release.wait()
+        n = e["payload"]["n"]
+        order.setdefault(n % 3, []).append(n)
+        in_flight -= 1
+
+    relay = OutboxRelay(store, publish, batch_size=20, concurrency=3,
+                        key=lambda e: str(e["payload"]["n"] % 3))
+    with trio.fail_after(10):
+        assert await relay.relay_once() == 12
+    assert most == 3 and relay.published == 12
+    assert order == {1: [1, 4, 7, 10], 2: [2, 5, 8, 11], 0: [3, 6, 9, 12]}
+    assert await store.count("events", {"published": True}) == 12
+
+
+async def test_relay_by_key_retries_a_failing_key_without_losing_its_order(
+    store: DocumentStore,
+) -> None:
+    for n in range(1, 7):
+        await write_with_state(store, n)
+    seen: list[int] = []
+    failed = False
+
+    async def publish(e: dict[str, Any]) -> None:
+        nonlocal failed
+        n = e["payload"]["n"]
+        if n == 2 and not failed:
+            failed = True
+            raise ConnectionError("down once")
+        seen.append(n)
+
+    relay = OutboxRelay(store, publish, batch_size=10, concurrency=4,
+                        key=lambda e: str(e["payload"]["n"] % 2), backoff_initial_seconds=0.001)
+    with trio.fail_after(10):
+        assert await relay.relay_once() == 6
+    assert relay.publish_failures == 1
+    assert [n for n in seen if n % 2 == 0] == [2, 4, 6]
+    assert sorted(seen) == [1, 2, 3, 4, 5, 6]
+
+
+async def test_relay_concurrency_needs_a_key(store: DocumentStore) -> None:
+    async def publish(e: dict[str, Any]) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="needs key="):
+        OutboxRelay(store, publish, concurrency=8)
+    with pytest.raises(ValueError, match="concurrency must be an int >= 1"):
+        OutboxRelay(store, publish, concurrency=0, key=str)
