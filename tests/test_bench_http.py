@@ -17,7 +17,8 @@ from bench._report import LastReport, LoadReport
 
 TINY_HTTP = http.Counts(users=4, get_workers=2, get_seconds=0.5, warmup_seconds=0.2, rounds=1,
                         write_rate=40.0, write_seconds=1.0, baseline_seconds=0.5,
-                        write_closed_seconds=0.5, write_connections=8)
+                        write_closed_seconds=0.5, write_closed_max=40, write_connections=8,
+                        writes_per_user=20)
 #: 100 requests over a mix laid out on 100 slots: every operation exactly its weight's times.
 TINY_MIXED = mixed.Counts(users=4, rate=50.0, seconds=2.0, baseline_seconds=0.5,
                           connections=8, mix_slots=100)
@@ -60,9 +61,18 @@ async def test_the_http_bench_at_its_smallest() -> None:
         assert run.failed == run.unsent == 0, run.to_json()
         assert run.ok == run.started == run.scheduled > 0
         assert run.total.count == run.ok
-    write = report.runs[-1]
+    closed, write = report.runs[2], report.runs[-1]
     assert write.scheduled == 40
-    assert write.phases["write: POST answered"].ok == write.phases["write: XP visible"].ok == 40
+    for run in (closed, write):  # every write timed to its own socket push
+        assert run.phases["write: POST answered"].ok == run.phases["write: socket push"].ok \
+            == run.ops["write"].ok == run.ok
+        assert set(run.phases) == {"write: POST answered", "write: socket push"}
+    assert closed.ok + write.ok <= TINY_HTTP.writes_per_user * TINY_HTTP.writers
+    assert TINY_HTTP.writers == 4  # (40 + 40) / 20 writes a user
+    (sockets,) = (n for n in write.notes if " sockets held" in n)
+    assert sockets.startswith("4 /ws/notifications sockets held") and \
+        f"{closed.ok + write.ok:,} matched to writes" in sockets and \
+        sockets.endswith(", 0 sockets dropped"), sockets
     assert http.WRITE_NOTE in write.notes
     assert "write at 40/s" in stream.getvalue()
 
