@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from typing import Final
 
 import attrs
@@ -222,10 +223,14 @@ async def measure(servers: Servers, counts: Counts, progress: Progress) -> LoadR
             writes, name="write closed loop", workers=counts.get_workers,
             seconds=counts.write_closed_seconds, max_requests=counts.write_closed_max,
             timeout_seconds=counts.timeout_seconds, progress=progress)
+        cpu = time.process_time()
         write = await run_open(
             writes, name=f"write at {counts.write_rate:g}/s", rate=counts.write_rate,
             seconds=counts.write_seconds, timeout_seconds=counts.timeout_seconds,
             connections=counts.write_connections, progress=progress)
+        write.notes.append(f"the bench process (load and sockets) used "
+                           f"{time.process_time() - cpu:.2f} s of CPU over the run's "
+                           f"{write.seconds:.2f} s")
         write.notes.append(
             f"{len(users)} {NOTIFICATIONS} sockets held (one per user, at most "
             f"{counts.writes_per_user} writes each); {sockets.frames:,} event frames read, "
