@@ -25,6 +25,7 @@ __all__ = [
     "User",
     "accept",
     "answer",
+    "answer_event_id",
     "ask",
     "leaderboard",
     "login",
@@ -85,6 +86,13 @@ async def answer(pool: Pool, user: User, question_id: str) -> str:
     body = expect(await pool.json("POST", f"{API}/questions/{question_id}/answers",
                                   {"body": BODY}, token=user.token), 201).json()
     return str(body["id"])
+
+
+def answer_event_id(answer_id: str) -> str:
+    """The id of the ``knowledge.answer.submitted`` event of answer ``answer_id`` (the
+    knowledge worker derives it from the answer: ``actors/knowledge.py``), which the author's
+    ``gamification.xp.earned`` payload names as its ``source_event_id``."""
+    return f"evt_answer_submitted_{answer_id}"
 
 
 async def vote(pool: Pool, user: User, target_type: str, target_id: str, value: int = 1) -> None:

@@ -11,14 +11,23 @@ the small keep-alive client of :mod:`bench._load_client`). Figures:
   target >= 0.7x the ceiling. Rounds interleave ceiling and subject; the best of each is kept.
   ``profile_get_p50_ms`` to ``profile_get_p999_ms``: the same closed loop's latencies.
 - ``write_p99_ms`` (and p50, p95, p99.9, max): a write offered at ``write_rate`` requests a
-  second (open model, latency from the scheduled send time): ``POST`` an answer to another
-  user's question, then read the author's profile until it shows the answer
-  (``counters.answers_submitted``; the XP, the counter and the leaderboard update arrive
-  together through the outbox relay). Target p99 <= 50 ms. The socket push
-  (``/ws/notifications``) is not in it yet: it joins as one more awaited step of
-  :class:`AnswerWrite` (see :meth:`AnswerWrite.__call__`) once the WebSocket gateway lands.
-  Baseline: the ceiling's route offered at the same rate (the floor of a request's latency
-  on this setup). ``write_post_p99_ms``: the POST's own part.
+  second (open model, latency from the scheduled send time until the last step): ``POST`` an
+  answer to another user's question, then wait for the author's ``gamification.xp.earned``
+  frame on its ``/ws/notifications`` socket, held open from before the runs
+  (:mod:`bench._load_ws`). The frame is matched to its write by cause: its payload's
+  ``source_event_id`` is the answer's ``knowledge.answer.submitted`` event. The profile
+  publishes it after the XP is journaled and the leaderboards are told, so it covers answer →
+  XP → leaderboard → socket push. Target p99 <= 50 ms. Baseline: the ceiling's route offered
+  at the same rate (the floor of a request's latency on this setup). Phases: ``POST
+  answered`` (``write_post_p99_ms``: the POST's own part) and ``socket push``. A write whose
+  frame does not arrive within ``timeout_seconds`` is a ``timeout``; one whose socket the
+  server closed is a ``socket dropped`` error.
+
+  The profile emits ``xp.earned`` only for an award above 0, and the daily cap (500 XP, less
+  the welcome bonus and the question each user posts) stops awards after 45 answers a user
+  in a UTC day: so every write run draws its users round robin from enough users that none
+  writes more than ``writes_per_user`` (40) times in the whole bench. The users beyond
+  ``users`` are registered with the others, concurrently, before anything is measured.
 - ``write_throughput``: the same write back to back on ``get_workers`` connections (closed
   loop): what the write path sustains, to read ``write_p99_ms`` against.
 - ``write_achieved_rate``: successful writes a second against the rate offered (target 0.99x),
@@ -27,18 +36,21 @@ the small keep-alive client of :mod:`bench._load_client`). Figures:
 
 from __future__ import annotations
 
+import math
 import secrets
+import time
 from typing import Final
 
 import attrs
-import trio
 
 from bench._harness import Figure, Progress
 from bench._http_ceiling import PATH as CEILING_PATH
-from bench._load import LoadResult, Operation, best, expect, mark, run_closed, run_open
-from bench._load_api import Question, User, answer, populate, profile
+from bench._load import Failed, LoadResult, Operation, best, expect, mark, run_closed, run_open
+from bench._load_api import Question, User, answer, answer_event_id, populate
 from bench._load_client import Pool
 from bench._load_node import Servers
+from bench._load_ws import PATH as NOTIFICATIONS
+from bench._load_ws import Notifications, open_notifications
 from bench._report import LastReport, LoadReport, http_versions, ms
 from bench.cluster import AbsoluteFigure
 
@@ -47,7 +59,6 @@ __all__ = [
     "QUICK",
     "AnswerWrite",
     "Counts",
-    "ProfileWatch",
     "ceiling_open",
     "details",
     "measure",
@@ -57,17 +68,16 @@ __all__ = [
 ]
 
 CEILING_NAME: Final = "bare quart-trio route, same Hypercorn setup (ceiling)"
-WRITE_NOTE: Final = ("write = POST an answer, then the author's profile read until it shows "
-                     "the answer (XP and counters applied through the outbox relay); the "
-                     "socket push is not measured yet (the WebSocket gateway is being built "
-                     "on another branch)")
+WRITE_NOTE: Final = ("write = POST an answer, then the author's gamification.xp.earned frame "
+                     "on /ws/notifications (answer -> XP -> leaderboard -> socket push), matched "
+                     "to the write by its source_event_id")
 
 
 @attrs.frozen(kw_only=True)
 class Counts:
     """How much load each measurement sends, for how long, and how many rounds."""
 
-    users: int  # registered before the runs; reads and writes spread over them
+    users: int  # registered before the runs; the reads spread over them
     get_workers: int  # closed-loop connections
     get_seconds: float
     warmup_seconds: float
@@ -76,17 +86,25 @@ class Counts:
     write_seconds: float
     baseline_seconds: float  # the ceiling route offered at write_rate
     write_closed_seconds: float  # writes back to back on get_workers connections
+    write_closed_max: int  # at most this many of them (each user's XP budget is shared)
     write_connections: int = 64
     timeout_seconds: float = 10.0
-    xp_poll_seconds: float = 0.001
+    #: Answers a user writes at most (under the 45 a day that still pay XP, see the module).
+    writes_per_user: int = 40
+
+    @property
+    def writers(self) -> int:
+        """How many users the writes need: ``users``, or more for the writes' XP budget."""
+        writes = math.floor(self.write_rate * self.write_seconds) + self.write_closed_max
+        return max(self.users, -(-writes // self.writes_per_user), 2)
 
 
 DEFAULT = Counts(users=40, get_workers=16, get_seconds=5.0, warmup_seconds=1.0, rounds=2,
                  write_rate=200.0, write_seconds=15.0, baseline_seconds=5.0,
-                 write_closed_seconds=5.0)
+                 write_closed_seconds=5.0, write_closed_max=1000)
 QUICK = Counts(users=12, get_workers=16, get_seconds=2.0, warmup_seconds=0.5, rounds=1,
                write_rate=200.0, write_seconds=3.0, baseline_seconds=2.0,
-               write_closed_seconds=2.0, timeout_seconds=5.0)
+               write_closed_seconds=2.0, write_closed_max=400, timeout_seconds=5.0)
 
 
 # --------------------------------------------------------------------------- operations
@@ -99,97 +117,37 @@ def _get(pool: Pool, target: str) -> Operation:
 
 
 @attrs.define
-class ProfileWatch:
-    """Waits until users' profiles show a number of answers, reading them sparingly.
-
-    The reads are load the product would not see with a socket push, so they are bounded: one
-    read per user in flight at most (whoever waits and finds none in flight reads; the others
-    wait for its result), ``max_reads`` in flight in all, and after a read that shows too
-    little, a pause of ``relative_pause`` times the time waited so far (at least
-    ``poll_seconds``). So a write is seen within about 10% of its latency (or 1 ms), and a
-    backlog of writes waiting for a lagging relay costs the server few reads.
-    """
-
-    pool: Pool
-    poll_seconds: float
-    relative_pause: float = 0.1
-    max_reads: int = 4
-    seen: dict[str, int] = attrs.Factory(dict)
-    reads: int = 0
-    _reading: dict[str, trio.Event] = attrs.Factory(dict)
-    _room: trio.Semaphore = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self._room = trio.Semaphore(self.max_reads)
-
-    async def read(self, user: User) -> int:
-        """The profile's ``counters.answers_submitted`` now."""
-        async with self._room:
-            body = await profile(self.pool, user.uid, user.token)
-        self.reads += 1
-        count = int(body["counters"]["answers_submitted"])
-        self.seen[user.uid] = max(self.seen.get(user.uid, 0), count)
-        return count
-
-    async def wait(self, user: User, need: int) -> None:
-        """Until ``user``'s profile shows at least ``need`` answers."""
-        began = trio.current_time()
-        while self.seen.get(user.uid, 0) < need:
-            reading = self._reading.get(user.uid)
-            if reading is not None:
-                await reading.wait()
-                continue
-            done = self._reading[user.uid] = trio.Event()
-            try:
-                count = await self.read(user)
-            finally:
-                del self._reading[user.uid]
-                done.set()
-            if count < need:
-                waited = trio.current_time() - began
-                await trio.sleep(max(self.poll_seconds, self.relative_pause * waited))
-
-
-@attrs.define
 class AnswerWrite:
-    """The write: user ``i % n`` answers the question of the next user, then waits until its
-    profile shows the answer (:class:`ProfileWatch`).
+    """The write: the next user round robin answers the question of the user after it, then
+    waits for its ``gamification.xp.earned`` frame caused by that answer (see the module).
 
-    Each user counts its answers answered (201) so far; the write is done when the profile's
-    ``counters.answers_submitted`` reaches the user's starting count plus that number. Two
-    writes of one user in flight at once could see each other's effect: with ``n`` users, a
-    user writes once every ``n / rate`` seconds, far above the latencies measured, and any
-    overlap could only hide one write's wait behind another's.
+    Users are drawn by this object's own count, not the request number, so the closed and the
+    open run share each user's budget of ``writes_per_user`` answers; a write past it fails as
+    ``over xp budget`` (the counts are sized so that none does).
     """
 
     pool: Pool
     users: list[User]
-    questions: list[Question]
-    watch: ProfileWatch
-    answered: dict[str, int] = attrs.Factory(dict)
-    start: dict[str, int] = attrs.Factory(dict)
-
-    async def prepare(self) -> None:
-        """Read every user's starting count."""
-        for user in self.users:
-            self.start[user.uid] = await self.watch.read(user)
-            self.answered[user.uid] = 0
+    questions: list[Question]  # questions[k] asked by users[k]
+    sockets: Notifications
+    writes_per_user: int
+    sent: int = 0
 
     def __call__(self, i: int) -> tuple[str, Operation]:
-        user = self.users[i % len(self.users)]
-        question = self.questions[(i + 1) % len(self.questions)]
+        k = self.sent % len(self.users)
+        budget_left = self.sent < self.writes_per_user * len(self.users)
+        self.sent += 1
+        user, question = self.users[k], self.questions[(k + 1) % len(self.users)]
         assert question.author != user.uid
 
         async def write() -> None:
-            await answer(self.pool, user, question.id)
+            if not budget_left:
+                raise Failed("over xp budget", f"{user.handle} already wrote "
+                             f"{self.writes_per_user} answers: register more users")
+            answer_id = await answer(self.pool, user, question.id)
             mark("POST answered")
-            self.answered[user.uid] += 1
-            await self.watch.wait(user, self.start[user.uid] + self.answered[user.uid])
-            mark("XP visible")
-            # The socket push joins here: await the user's gamification.xp.earned frame (held
-            # open on /ws/notifications from prepare()). The profile emits that event only for
-            # an award above 0, and the daily cap stops awards after about 45 answers a user:
-            # that measure needs about one fresh user per 40 writes of the run.
+            await self.sockets.wait(user, answer_event_id(answer_id))
+            mark("socket push")
 
         return "write", write
 
@@ -248,27 +206,36 @@ async def measure(servers: Servers, counts: Counts, progress: Progress) -> LoadR
     report = LoadReport(bench="http")
     run_id = secrets.token_hex(3)
     async with Pool(servers.node, counts.write_connections) as pool:
-        progress.step(f"registering {counts.users} users (production password hashing)")
-        users, questions = await populate(pool, counts.users, prefix=f"bh{run_id}_")
-    rounds = await _throughput_rounds(servers, counts, users, progress)
+        progress.step(f"registering {counts.writers} users (production password hashing)")
+        users, questions = await populate(pool, counts.writers, prefix=f"bh{run_id}_")
+    rounds = await _throughput_rounds(servers, counts, users[: counts.users], progress)
     ceiling, subject = best(rounds.ceiling), best(rounds.subject)
 
     baseline = await ceiling_open(servers, rate=counts.write_rate,
                                   seconds=counts.baseline_seconds,
                                   connections=counts.write_connections, progress=progress)
-    async with Pool(servers.node, counts.write_connections) as pool:
-        writes = AnswerWrite(pool, users, questions, ProfileWatch(pool, counts.xp_poll_seconds))
-        await writes.prepare()
-        # Closed first: it leaves no backlog behind (each write waits for its XP).
+    progress.step(f"opening {len(users)} {NOTIFICATIONS} sockets")
+    async with Pool(servers.node, counts.write_connections) as pool, \
+            open_notifications(servers.node, users) as sockets:
+        writes = AnswerWrite(pool, users, questions, sockets, counts.writes_per_user)
+        # Closed first: it leaves no backlog behind (each write waits for its push).
         closed = await run_closed(
             writes, name="write closed loop", workers=counts.get_workers,
-            seconds=counts.write_closed_seconds, timeout_seconds=counts.timeout_seconds,
-            progress=progress)
+            seconds=counts.write_closed_seconds, max_requests=counts.write_closed_max,
+            timeout_seconds=counts.timeout_seconds, progress=progress)
+        cpu = time.process_time()
         write = await run_open(
             writes, name=f"write at {counts.write_rate:g}/s", rate=counts.write_rate,
             seconds=counts.write_seconds, timeout_seconds=counts.timeout_seconds,
             connections=counts.write_connections, progress=progress)
-        write.notes.append(f"{writes.watch.reads:,} profile reads to see the writes land")
+        write.notes.append(f"the bench process (load and sockets) used "
+                           f"{time.process_time() - cpu:.2f} s of CPU over the run's "
+                           f"{write.seconds:.2f} s")
+        write.notes.append(
+            f"{len(users)} {NOTIFICATIONS} sockets held (one per user, at most "
+            f"{counts.writes_per_user} writes each); {sockets.frames:,} event frames read, "
+            f"{sockets.matched:,} matched to writes, {sockets.unclaimed:,} unclaimed (pushes "
+            f"of writes already timed out, other events), {sockets.dropped} sockets dropped")
     write.notes.append(WRITE_NOTE)
     report.notes.append(f"write_throughput: the write back to back on {counts.get_workers} "
                         "connections (closed loop): what the write path sustains here")
@@ -301,8 +268,8 @@ def _figures(counts: Counts, ceiling: LoadResult, subject: LoadResult, closed: L
             figures.append(AbsoluteFigure(
                 name="write_p99_ms", value=value, unit="ms", better="lower", baseline=base,
                 baseline_name=ceiling_name, threshold=50.0,
-                target=f"<= 50 ms at {counts.write_rate:g}/s offered (POST + XP visible; "
-                       "no socket push yet)"))
+                target=f"<= 50 ms at {counts.write_rate:g}/s offered (POST to socket "
+                       "push)"))
         else:
             figures.append(Figure(name=f"write_{key}_ms", value=value, unit="ms",
                                   better="lower", baseline=base, baseline_name=ceiling_name))

@@ -4,20 +4,29 @@ nothing failed, the counts add up. Never a speed."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import trio
+import trio.testing
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from bench import http, mixed
 from bench._harness import Progress
+from bench._load import Failed
+from bench._load_api import User
 from bench._load_node import Servers, open_servers
+from bench._load_ws import open_notifications
 from bench._report import LastReport, LoadReport
 
 TINY_HTTP = http.Counts(users=4, get_workers=2, get_seconds=0.5, warmup_seconds=0.2, rounds=1,
                         write_rate=40.0, write_seconds=1.0, baseline_seconds=0.5,
-                        write_closed_seconds=0.5, write_connections=8)
+                        write_closed_seconds=0.5, write_closed_max=40, write_connections=8,
+                        writes_per_user=20)
 #: 100 requests over a mix laid out on 100 slots: every operation exactly its weight's times.
 TINY_MIXED = mixed.Counts(users=4, rate=50.0, seconds=2.0, baseline_seconds=0.5,
                           connections=8, mix_slots=100)
@@ -60,9 +69,18 @@ async def test_the_http_bench_at_its_smallest() -> None:
         assert run.failed == run.unsent == 0, run.to_json()
         assert run.ok == run.started == run.scheduled > 0
         assert run.total.count == run.ok
-    write = report.runs[-1]
+    closed, write = report.runs[2], report.runs[-1]
     assert write.scheduled == 40
-    assert write.phases["write: POST answered"].ok == write.phases["write: XP visible"].ok == 40
+    for run in (closed, write):  # every write timed to its own socket push
+        assert run.phases["write: POST answered"].ok == run.phases["write: socket push"].ok \
+            == run.ops["write"].ok == run.ok
+        assert set(run.phases) == {"write: POST answered", "write: socket push"}
+    assert closed.ok + write.ok <= TINY_HTTP.writes_per_user * TINY_HTTP.writers
+    assert TINY_HTTP.writers == 4  # (40 + 40) / 20 writes a user
+    (sockets,) = (n for n in write.notes if " sockets held" in n)
+    assert sockets.startswith("4 /ws/notifications sockets held") and \
+        f"{closed.ok + write.ok:,} matched to writes" in sockets and \
+        sockets.endswith(", 0 sockets dropped"), sockets
     assert http.WRITE_NOTE in write.notes
     assert "write at 40/s" in stream.getvalue()
 
@@ -101,3 +119,60 @@ async def test_a_node_given_by_url_is_measured_instead_of_one_started() -> None:
     assert servers.node == "http://127.0.0.1:9"
     assert servers.ceiling.startswith("http://127.0.0.1:")  # the ceiling still runs
     assert last.details()["notes"] == ["node under test: http://127.0.0.1:9/ (given with --url)"]
+
+
+async def test_pushes_are_matched_by_cause_and_a_dropped_socket_fails_its_waits() -> None:
+    """bench._load_ws against a real WebSocket server on loopback (trio-websocket's): a frame
+    is matched to its wait whether it arrived before or after it, by its source_event_id
+    whatever the order; a socket the server closes fails every wait on it as ``socket
+    dropped``; the bench's own close at the end is no drop."""
+    server_side: dict[str, WebSocketConnection] = {}
+    opened = trio.Event()
+
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        token = parse_qs(urlsplit(request.path).query)["access_token"][0]
+        await ws.send_message(json.dumps({"type": "welcome"}))
+        server_side[token] = ws
+        if len(server_side) == 2:
+            opened.set()
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.get_message()
+
+    def push(token: str, cause: str) -> Any:
+        return server_side[token].send_message(json.dumps({
+            "type": "event", "event_type": "gamification.xp.earned", "event_id": f"x:{cause}",
+            "payload": {"source_event_id": cause, "amount": 10}}))
+
+    alice = User(uid="usr_a", handle="alice", email="a@example.com", token="ta")
+    bob = User(uid="usr_b", handle="bob", email="b@example.com", token="tb")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
+            url = f"http://127.0.0.1:{server.port}"
+            failures: list[str] = []
+
+            async def wait_failing(user: User, cause: str) -> None:
+                with pytest.raises(Failed) as caught:
+                    await notes.wait(user, cause)
+                failures.append(caught.value.kind)
+
+            async with open_notifications(url, [alice, bob]) as notes:
+                await opened.wait()
+                await push("ta", "evt_1")  # before anyone waits
+                await server_side["ta"].send_message(json.dumps({"type": "pong"}))
+                assert await notes.wait(alice, "evt_1") > 0
+                async with trio.open_nursery() as waits:
+                    waits.start_soon(notes.wait, alice, "evt_3")
+                    waits.start_soon(wait_failing, bob, "evt_4")
+                    await trio.testing.wait_all_tasks_blocked()
+                    await push("ta", "evt_2")  # nobody's: left unclaimed
+                    await push("ta", "evt_3")
+                    await server_side["tb"].aclose(code=4408, reason="too slow")
+                assert failures == ["socket dropped"]
+                await wait_failing(bob, "evt_5")  # a later wait fails at once
+                assert (notes.frames, notes.matched, notes.unclaimed, notes.dropped) \
+                    == (3, 2, 1, 1)
+            assert failures == ["socket dropped"] * 2 and notes.dropped == 1
+            nursery.cancel_scope.cancel()
