@@ -21,6 +21,7 @@ call the handler, render JSON; :mod:`gateway.openapi` writes the document from t
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Literal
@@ -265,28 +266,58 @@ def _parse_param(param: Param, raw: str) -> Any:
 
 
 @attrs.frozen
+class _Check:
+    """One parameter's check: its validator, and for a string that only has a ``pattern``
+    (the path segments) that pattern compiled, matched as jsonschema does (``re.search``)
+    without a validator run; the validator still words a refusal."""
+
+    param: Param
+    validator: Draft202012Validator
+    pattern: re.Pattern[str] | None
+
+    def ok(self, value: Any) -> bool:
+        if self.pattern is not None:
+            return isinstance(value, str) and self.pattern.search(value) is not None
+        return next(iter(self.validator.iter_errors(value)), None) is None
+
+
+def _check(param: Param) -> _Check:
+    schema = dict(param.schema)
+    pattern = schema.get("pattern")
+    plain = schema.keys() == {"type", "pattern"} and schema["type"] == "string"
+    return _Check(param, _validator(schema), re.compile(str(pattern)) if plain else None)
+
+
+@attrs.frozen
 class _Compiled:
     route: Route
     body: Draft202012Validator | None
-    params: tuple[tuple[Param, Draft202012Validator], ...]
+    params: tuple[_Check, ...]
+    query_names: frozenset[str]
 
 
 def _compile(route: Route) -> _Compiled:
     return _Compiled(route, None if route.body is None else _body_validator(route.body),
-                     tuple((p, _validator(dict(p.schema))) for p in route.params))
+                     tuple(_check(p) for p in route.params),
+                     frozenset(p.name for p in route.params if p.where == "query"))
+
+
+#: The query of a request without one (``request.args`` is not parsed then).
+_NO_ARGS: Final[Mapping[str, str]] = {}
 
 
 def _params(compiled: _Compiled, view_args: Mapping[str, Any],
             args: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
     path: dict[str, str] = {}
     query: dict[str, Any] = {}
-    known = {p.name for p, _ in compiled.params if p.where == "query"}
+    known = compiled.query_names
     for name in args:
         if name not in known:
             allowed = ", ".join(sorted(known)) or "none"
             raise Problem("invalid-parameter", f"{name}: unknown query parameter; "
                           f"allowed: {allowed}", field=name, rule="unknown")
-    for param, validator in compiled.params:
+    for check in compiled.params:
+        param = check.param
         source = view_args if param.where == "path" else args
         if param.name not in source:
             if param.required:
@@ -294,8 +325,8 @@ def _params(compiled: _Compiled, view_args: Mapping[str, Any],
                               rule="required")
             continue
         value = _parse_param(param, str(source[param.name]))
-        error = next(iter(validator.iter_errors(value)), None)
-        if error is not None:
+        if not check.ok(value):
+            error = next(iter(check.validator.iter_errors(value)))
             raise Problem("invalid-parameter", f"{param.name}: {error.message}",
                           field=param.name, rule=str(error.validator))
         (path if param.where == "path" else query)[param.name] = value
@@ -326,9 +357,10 @@ async def _limit(gateway: Gateway, route: Route, principal: Principal | None) ->
     if route.rate is None or not gateway.options.rate_limits:
         return None
     if principal is None or route.rate == "auth":
-        subject = "ip:" + client_address(request.remote_addr,
-                                         request.headers.get("X-Forwarded-For"),
-                                         gateway.options.trusted_proxy_hops)
+        hops = gateway.options.trusted_proxy_hops
+        subject = "ip:" + client_address(
+            request.remote_addr, request.headers.get("X-Forwarded-For") if hops > 0 else None,
+            hops)
         quota = gateway.rates.anonymous()
         key = f"{subject}:{route.rate}"
     else:
@@ -354,6 +386,14 @@ async def _limit(gateway: Gateway, route: Route, principal: Principal | None) ->
 def _dispatcher(gateway: Gateway, compiled: _Compiled) -> Callable[..., Awaitable[Response]]:
     route = compiled.route
     latency = gateway.metrics.latency.labels(route.full_path)
+    counted: dict[int, Any] = {}  # status -> the requests counter's child (labels() once)
+
+    def count(status: int) -> None:
+        child = counted.get(status)
+        if child is None:
+            child = counted[status] = gateway.metrics.requests.labels(
+                route.method, route.full_path, str(status))
+        child.inc()
 
     async def dispatch(**view_args: Any) -> Response:
         started = time.perf_counter()
@@ -366,7 +406,8 @@ def _dispatcher(gateway: Gateway, compiled: _Compiled) -> Callable[..., Awaitabl
                 if route.auth == "user":
                     require_user(principal)
             decision = await _limit(gateway, route, principal)
-            path, query = _params(compiled, view_args, request.args)
+            path, query = _params(compiled, view_args,
+                                  request.args if request.query_string else _NO_ARGS)
             body = await _body(compiled)
             call = Call(gateway=gateway, route=route, principal=principal, path=path,
                         query=query, body=body, correlation_id=request_correlation_id())
@@ -388,7 +429,7 @@ def _dispatcher(gateway: Gateway, compiled: _Compiled) -> Callable[..., Awaitabl
             status = problem.status
             raise
         finally:
-            gateway.metrics.requests.labels(route.method, route.full_path, str(status)).inc()
+            count(status)
             latency.observe(time.perf_counter() - started)
 
     dispatch.__name__ = route.operation_id

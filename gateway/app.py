@@ -92,13 +92,16 @@ def create_app(node: Node, gateway: Gateway) -> QuartTrio:
     options = gateway.options
     app.config["MAX_CONTENT_LENGTH"] = options.max_body_bytes
     cors = Cors(options.cors_allowed_origins)
+    access_log = options.access_log
     gateway.openapi = openapi_document(ROUTES, tags=[(t.tag, t.description) for t in TABLES])
     install(app, gateway, ROUTES)
 
     @app.before_request
     async def begin() -> Response | None:
-        g.started = time.perf_counter()
-        cid, error = check_correlation_id(request.headers.get(CORRELATION_HEADER))
+        if access_log:
+            g.started = time.perf_counter()
+        headers = request.headers
+        cid, error = check_correlation_id(headers.get(CORRELATION_HEADER))
         g.correlation_id = cid
         correlation_id.set(cid)  # every actor message sent now carries it, every log line too
         if error is not None:
@@ -109,12 +112,12 @@ def create_app(node: Node, gateway: Gateway) -> QuartTrio:
             raise Problem("payload-too-large",
                           f"the body is {length} bytes; at most {options.max_body_bytes} are "
                           "accepted", field="body", rule="max_body_bytes")
-        origin = request.headers.get("Origin")
-        if (request.method == "OPTIONS" and origin is not None
-                and "Access-Control-Request-Method" in request.headers):
-            headers = cors.preflight(origin, request.headers["Access-Control-Request-Method"],
-                                     request.headers.get("Access-Control-Request-Headers"))
-            return Response("", status=204, headers=headers)
+        g.origin = origin = headers.get("Origin")
+        if (origin is not None and request.method == "OPTIONS"
+                and "Access-Control-Request-Method" in headers):
+            allowed = cors.preflight(origin, headers["Access-Control-Request-Method"],
+                                     headers.get("Access-Control-Request-Headers"))
+            return Response("", status=204, headers=allowed)
         return None
 
     @app.after_request
@@ -122,8 +125,11 @@ def create_app(node: Node, gateway: Gateway) -> QuartTrio:
         await _drain_body(response, options.max_body_bytes)
         cid = getattr(g, "correlation_id", None) or new_id()
         response.headers[CORRELATION_HEADER] = cid
-        response.headers.update(cors.response_headers(request.headers.get("Origin")))
-        if options.access_log:
+        # g.origin is unset when begin did not run (a 404 before any hook).
+        origin = g.origin if "origin" in g else request.headers.get("Origin")
+        if origin is not None:
+            response.headers.update(cors.response_headers(origin))
+        if access_log:
             started = getattr(g, "started", None)
             _log.info("http request", method=request.method, path=request.path,
                       status=response.status_code,

@@ -95,9 +95,13 @@ class Problem(Exception):
         return response
 
 
+#: ``json.dumps(..., separators=(",", ":"))`` without a new encoder on every call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def json_response(body: Any, status: int = 200) -> Response:
     """``body`` as a JSON response (compact separators: fewer bytes on every reply)."""
-    return Response(json.dumps(body, separators=(",", ":")), status=status,
+    return Response(_compact(body), status=status,
                     mimetype="application/json")
 
 
