@@ -420,7 +420,8 @@ def _dispatcher(gateway: Gateway, compiled: _Compiled) -> Callable[..., Awaitabl
                 response = Response("", status=reply.status)
             else:
                 response = json_response(reply.body, reply.status)
-            response.headers.update(reply.headers)
+            if reply.headers:
+                response.headers.update(reply.headers)
             if decision is not None:
                 response.headers.update(headers_for(decision))
             status = response.status_code

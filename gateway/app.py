@@ -9,8 +9,10 @@ one error path: whatever goes wrong leaves as an RFC 9457 ``application/problem+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Final
 
 import structlog
 from quart import Response, g, request
@@ -32,8 +34,24 @@ __all__ = ["PROBLEM_BASE", "PROBLEM_CONTENT_TYPE", "create_app", "problem"]
 _log = structlog.get_logger("tektree.gateway")
 
 
+#: How many functions :meth:`_GatewayApp.ensure_async` remembers as coroutine functions.
+_ASYNC_KNOWN_MAX: Final = 1024
+
+
 class _GatewayApp(QuartTrio):
-    """QuartTrio that logs unhandled request errors as structlog lines, not through stdlib."""
+    """QuartTrio that logs unhandled request errors as structlog lines, not through stdlib,
+    and that checks a hook or view for being a coroutine function once, not per request."""
+
+    _async_known: dict[int, Callable[..., Any]]  # by id (held, so the id stays its own)
+
+    def ensure_async(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        known: dict[int, Callable[..., Any]] = self.__dict__.setdefault("_async_known", {})
+        if known.get(id(func)) is func:
+            return func
+        found: Callable[..., Any] = super().ensure_async(func)
+        if found is func and len(known) < _ASYNC_KNOWN_MAX:
+            known[id(func)] = func
+        return found
 
     def log_exception(
         self,
