@@ -452,6 +452,6 @@ def install(app: QuartTrio, gateway: Gateway, routes: Sequence[Route]) -> None:
             raise ValueError(f"route {route.method} {route.full_path} is declared twice")
         seen.add(key)
         compiled = _compile(route)
-        app.add_url_rule(route.quart_rule(), endpoint=f"{route.tag}.{route.operation_id}",
+        app.add_url_rule(route.quart_rule(), endpoint=f"{route.tag}:{route.operation_id}",
                          view_func=_dispatcher(gateway, compiled), methods=[route.method])
     _log.debug("routes installed", count=len(routes))
