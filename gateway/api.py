@@ -24,19 +24,19 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import attrs
 import structlog
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
-from quart import Response, g, request
+from quart import Request, Response, g, request
 from quart_trio import QuartTrio
 
 from gateway.auth import Principal, client_address, has_role, principal_from_header, require_user
 from gateway.context import Gateway
 from gateway.problems import Problem, json_response
-from gateway.ratelimit import Decision, headers_for
+from gateway.ratelimit import Decision, add_headers, headers_for
 from gateway.schemas import SCHEMAS
 from gateway.tiers import RouteClass
 
@@ -49,6 +49,7 @@ __all__ = [
     "Reply",
     "Route",
     "RouteTable",
+    "current_request",
     "install",
     "path_param",
 ]
@@ -353,14 +354,14 @@ async def _body(compiled: _Compiled) -> Any:
 
 
 # -- dispatch -----------------------------------------------------------------------
-async def _limit(gateway: Gateway, route: Route, principal: Principal | None) -> Decision | None:
+async def _limit(gateway: Gateway, route: Route, principal: Principal | None,
+                 req: Request) -> Decision | None:
     if route.rate is None or not gateway.options.rate_limits:
         return None
     if principal is None or route.rate == "auth":
         hops = gateway.options.trusted_proxy_hops
         subject = "ip:" + client_address(
-            request.remote_addr, request.headers.get("X-Forwarded-For") if hops > 0 else None,
-            hops)
+            req.remote_addr, req.headers.get("X-Forwarded-For") if hops > 0 else None, hops)
         quota = gateway.rates.anonymous()
         key = f"{subject}:{route.rate}"
     else:
@@ -399,21 +400,25 @@ def _dispatcher(gateway: Gateway, compiled: _Compiled) -> Callable[..., Awaitabl
         started = time.perf_counter()
         status = 500
         try:
+            req = current_request()
             principal = None
             if route.auth != "none":
                 principal = principal_from_header(gateway.tokens,
-                                                  request.headers.get("Authorization"))
+                                                  req.headers.get("Authorization"))
                 if route.auth == "user":
                     require_user(principal)
-            decision = await _limit(gateway, route, principal)
+            decision = await _limit(gateway, route, principal, req)
             path, query = _params(compiled, view_args,
-                                  request.args if request.query_string else _NO_ARGS)
+                                  req.args if req.query_string else _NO_ARGS)
             body = await _body(compiled)
             call = Call(gateway=gateway, route=route, principal=principal, path=path,
                         query=query, body=body, correlation_id=request_correlation_id())
             if route.role is not None:
                 await call.require_role(route.role)
             reply = await route.handler(call)
+            # fresh: a response made here, no RateLimit-* header on it yet
+            fresh = not isinstance(reply.body, Response)
+            response: Response
             if isinstance(reply.body, Response):
                 response = reply.body
             elif reply.body is None:
@@ -422,8 +427,12 @@ def _dispatcher(gateway: Gateway, compiled: _Compiled) -> Callable[..., Awaitabl
                 response = json_response(reply.body, reply.status)
             if reply.headers:
                 response.headers.update(reply.headers)
+                fresh = False
             if decision is not None:
-                response.headers.update(headers_for(decision))
+                if fresh:
+                    add_headers(response.headers, decision)
+                else:
+                    response.headers.update(headers_for(decision))
             status = response.status_code
             return response
         except Problem as problem:
@@ -435,6 +444,13 @@ def _dispatcher(gateway: Gateway, compiled: _Compiled) -> Callable[..., Awaitabl
 
     dispatch.__name__ = route.operation_id
     return dispatch
+
+
+def current_request() -> Request:
+    """The request being served, itself: one look-up through Quart's ``request`` proxy, where
+    each ``request.x`` costs one."""
+    found: Request = cast(Any, request)._get_current_object()
+    return found
 
 
 def request_correlation_id() -> str:

@@ -19,7 +19,7 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from gateway.api import install
+from gateway.api import current_request, install
 from gateway.context import Gateway
 from gateway.correlation import CORRELATION_HEADER, check_correlation_id, new_id
 from gateway.cors import Cors
@@ -89,15 +89,15 @@ async def _drain_body(response: Response, max_body_bytes: int) -> None:
     bounded by ``max_body_bytes``; reading it again costs nothing once read), and a body too
     large to read closes the connection instead.
     """
-    length = request.content_length
-    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if not length and not chunked:
+    req = current_request()
+    length = req.content_length
+    if not length and "chunked" not in req.headers.get("Transfer-Encoding", "").lower():
         return
     if length is not None and length > max_body_bytes:
         response.headers["Connection"] = "close"
         return
     try:
-        await request.get_data(cache=True)
+        await req.get_data(cache=True)
     except HTTPException:  # the chunked body passed the limit while it was read
         response.headers["Connection"] = "close"
 
@@ -118,20 +118,21 @@ def create_app(node: Node, gateway: Gateway) -> QuartTrio:
     async def begin() -> Response | None:
         if access_log:
             g.started = time.perf_counter()
-        headers = request.headers
+        req = current_request()
+        headers = req.headers
         cid, error = check_correlation_id(headers.get(CORRELATION_HEADER))
         g.correlation_id = cid
         correlation_id.set(cid)  # every actor message sent now carries it, every log line too
         if error is not None:
             raise Problem("invalid-correlation-id", error, field=CORRELATION_HEADER,
                           rule="pattern")
-        length = request.content_length
+        length = req.content_length
         if length is not None and length > options.max_body_bytes:
             raise Problem("payload-too-large",
                           f"the body is {length} bytes; at most {options.max_body_bytes} are "
                           "accepted", field="body", rule="max_body_bytes")
         g.origin = origin = headers.get("Origin")
-        if (origin is not None and request.method == "OPTIONS"
+        if (origin is not None and req.method == "OPTIONS"
                 and "Access-Control-Request-Method" in headers):
             allowed = cors.preflight(origin, headers["Access-Control-Request-Method"],
                                      headers.get("Access-Control-Request-Headers"))
