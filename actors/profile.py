@@ -354,6 +354,8 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
     clock: ClassVar[Clock] = SystemClock()
 
     table: XpTable
+    #: The last profile view: (its UTC day, the state it was built from, the view).
+    _view: tuple[dt.date, dict[str, Any], dict[str, Any]] | None = None
 
     async def on_activate(self) -> None:
         self.table = _xp_table(self.ctx.options)
@@ -371,6 +373,7 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
         }  # fmt: skip
 
     def apply(self, state: dict[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+        self._view = None  # every change of the state passes here: the cached view is stale
         kind = event["type"]
         if kind == APPLIED:
             for txn in event["transactions"]:
@@ -403,9 +406,21 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
     # -- reads -------------------------------------------------------------------------------------
     @handler
     def get_profile(self, msg: GetProfile) -> dict[str, Any]:
-        state = self.state
+        """The profile view as of now. It depends on "now" only through today's UTC day (the
+        daily XP, the streak shown, the reset time, the ISO week), so it is built once per
+        state and day and shared by the reads until :meth:`apply` changes the state or the
+        day turns. The reply is shared: callers read it, they do not change it."""
         now = self.clock.now()
         today = utc_day(now)
+        cached = self._view
+        if cached is not None and cached[0] == today and cached[1] is self.state:
+            return cached[2]
+        view = self._profile_view(now, today)
+        self._view = (today, self.state, view)
+        return view
+
+    def _profile_view(self, now: dt.datetime, today: dt.date) -> dict[str, Any]:
+        state = self.state
         day = state["daily_xp_day"]
         daily = state["daily_xp_earned"] if day is not None and today.isoformat() <= day else 0
         streak = _streak(state["streak"])

@@ -21,21 +21,22 @@ call the handler, render JSON; :mod:`gateway.openapi` writes the document from t
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import attrs
 import structlog
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
-from quart import Response, g, request
+from quart import Request, Response, g, request
 from quart_trio import QuartTrio
 
 from gateway.auth import Principal, client_address, has_role, principal_from_header, require_user
 from gateway.context import Gateway
 from gateway.problems import Problem, json_response
-from gateway.ratelimit import Decision, headers_for
+from gateway.ratelimit import Decision, add_headers, headers_for
 from gateway.schemas import SCHEMAS
 from gateway.tiers import RouteClass
 
@@ -48,6 +49,7 @@ __all__ = [
     "Reply",
     "Route",
     "RouteTable",
+    "current_request",
     "install",
     "path_param",
 ]
@@ -265,28 +267,58 @@ def _parse_param(param: Param, raw: str) -> Any:
 
 
 @attrs.frozen
+class _Check:
+    """One parameter's check: its validator, and for a string that only has a ``pattern``
+    (the path segments) that pattern compiled, matched as jsonschema does (``re.search``)
+    without a validator run; the validator still words a refusal."""
+
+    param: Param
+    validator: Draft202012Validator
+    pattern: re.Pattern[str] | None
+
+    def ok(self, value: Any) -> bool:
+        if self.pattern is not None:
+            return isinstance(value, str) and self.pattern.search(value) is not None
+        return next(iter(self.validator.iter_errors(value)), None) is None
+
+
+def _check(param: Param) -> _Check:
+    schema = dict(param.schema)
+    pattern = schema.get("pattern")
+    plain = schema.keys() == {"type", "pattern"} and schema["type"] == "string"
+    return _Check(param, _validator(schema), re.compile(str(pattern)) if plain else None)
+
+
+@attrs.frozen
 class _Compiled:
     route: Route
     body: Draft202012Validator | None
-    params: tuple[tuple[Param, Draft202012Validator], ...]
+    params: tuple[_Check, ...]
+    query_names: frozenset[str]
 
 
 def _compile(route: Route) -> _Compiled:
     return _Compiled(route, None if route.body is None else _body_validator(route.body),
-                     tuple((p, _validator(dict(p.schema))) for p in route.params))
+                     tuple(_check(p) for p in route.params),
+                     frozenset(p.name for p in route.params if p.where == "query"))
+
+
+#: The query of a request without one (``request.args`` is not parsed then).
+_NO_ARGS: Final[Mapping[str, str]] = {}
 
 
 def _params(compiled: _Compiled, view_args: Mapping[str, Any],
             args: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
     path: dict[str, str] = {}
     query: dict[str, Any] = {}
-    known = {p.name for p, _ in compiled.params if p.where == "query"}
+    known = compiled.query_names
     for name in args:
         if name not in known:
             allowed = ", ".join(sorted(known)) or "none"
             raise Problem("invalid-parameter", f"{name}: unknown query parameter; "
                           f"allowed: {allowed}", field=name, rule="unknown")
-    for param, validator in compiled.params:
+    for check in compiled.params:
+        param = check.param
         source = view_args if param.where == "path" else args
         if param.name not in source:
             if param.required:
@@ -294,8 +326,8 @@ def _params(compiled: _Compiled, view_args: Mapping[str, Any],
                               rule="required")
             continue
         value = _parse_param(param, str(source[param.name]))
-        error = next(iter(validator.iter_errors(value)), None)
-        if error is not None:
+        if not check.ok(value):
+            error = next(iter(check.validator.iter_errors(value)))
             raise Problem("invalid-parameter", f"{param.name}: {error.message}",
                           field=param.name, rule=str(error.validator))
         (path if param.where == "path" else query)[param.name] = value
@@ -322,13 +354,14 @@ async def _body(compiled: _Compiled) -> Any:
 
 
 # -- dispatch -----------------------------------------------------------------------
-async def _limit(gateway: Gateway, route: Route, principal: Principal | None) -> Decision | None:
+async def _limit(gateway: Gateway, route: Route, principal: Principal | None,
+                 req: Request) -> Decision | None:
     if route.rate is None or not gateway.options.rate_limits:
         return None
     if principal is None or route.rate == "auth":
-        subject = "ip:" + client_address(request.remote_addr,
-                                         request.headers.get("X-Forwarded-For"),
-                                         gateway.options.trusted_proxy_hops)
+        hops = gateway.options.trusted_proxy_hops
+        subject = "ip:" + client_address(
+            req.remote_addr, req.headers.get("X-Forwarded-For") if hops > 0 else None, hops)
         quota = gateway.rates.anonymous()
         key = f"{subject}:{route.rate}"
     else:
@@ -354,45 +387,70 @@ async def _limit(gateway: Gateway, route: Route, principal: Principal | None) ->
 def _dispatcher(gateway: Gateway, compiled: _Compiled) -> Callable[..., Awaitable[Response]]:
     route = compiled.route
     latency = gateway.metrics.latency.labels(route.full_path)
+    counted: dict[int, Any] = {}  # status -> the requests counter's child (labels() once)
+
+    def count(status: int) -> None:
+        child = counted.get(status)
+        if child is None:
+            child = counted[status] = gateway.metrics.requests.labels(
+                route.method, route.full_path, str(status))
+        child.inc()
 
     async def dispatch(**view_args: Any) -> Response:
         started = time.perf_counter()
         status = 500
         try:
+            req = current_request()
             principal = None
             if route.auth != "none":
                 principal = principal_from_header(gateway.tokens,
-                                                  request.headers.get("Authorization"))
+                                                  req.headers.get("Authorization"))
                 if route.auth == "user":
                     require_user(principal)
-            decision = await _limit(gateway, route, principal)
-            path, query = _params(compiled, view_args, request.args)
+            decision = await _limit(gateway, route, principal, req)
+            path, query = _params(compiled, view_args,
+                                  req.args if req.query_string else _NO_ARGS)
             body = await _body(compiled)
             call = Call(gateway=gateway, route=route, principal=principal, path=path,
                         query=query, body=body, correlation_id=request_correlation_id())
             if route.role is not None:
                 await call.require_role(route.role)
             reply = await route.handler(call)
+            # fresh: a response made here, no RateLimit-* header on it yet
+            fresh = not isinstance(reply.body, Response)
+            response: Response
             if isinstance(reply.body, Response):
                 response = reply.body
             elif reply.body is None:
                 response = Response("", status=reply.status)
             else:
                 response = json_response(reply.body, reply.status)
-            response.headers.update(reply.headers)
+            if reply.headers:
+                response.headers.update(reply.headers)
+                fresh = False
             if decision is not None:
-                response.headers.update(headers_for(decision))
+                if fresh:
+                    add_headers(response.headers, decision)
+                else:
+                    response.headers.update(headers_for(decision))
             status = response.status_code
             return response
         except Problem as problem:
             status = problem.status
             raise
         finally:
-            gateway.metrics.requests.labels(route.method, route.full_path, str(status)).inc()
+            count(status)
             latency.observe(time.perf_counter() - started)
 
     dispatch.__name__ = route.operation_id
     return dispatch
+
+
+def current_request() -> Request:
+    """The request being served, itself: one look-up through Quart's ``request`` proxy, where
+    each ``request.x`` costs one."""
+    found: Request = cast(Any, request)._get_current_object()
+    return found
 
 
 def request_correlation_id() -> str:
@@ -410,6 +468,6 @@ def install(app: QuartTrio, gateway: Gateway, routes: Sequence[Route]) -> None:
             raise ValueError(f"route {route.method} {route.full_path} is declared twice")
         seen.add(key)
         compiled = _compile(route)
-        app.add_url_rule(route.quart_rule(), endpoint=f"{route.tag}.{route.operation_id}",
+        app.add_url_rule(route.quart_rule(), endpoint=f"{route.tag}:{route.operation_id}",
                          view_func=_dispatcher(gateway, compiled), methods=[route.method])
     _log.debug("routes installed", count=len(routes))

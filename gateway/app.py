@@ -9,15 +9,17 @@ one error path: whatever goes wrong leaves as an RFC 9457 ``application/problem+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Final
 
 import structlog
 from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from gateway.api import install
+from gateway.api import current_request, install
 from gateway.context import Gateway
 from gateway.correlation import CORRELATION_HEADER, check_correlation_id, new_id
 from gateway.cors import Cors
@@ -32,8 +34,24 @@ __all__ = ["PROBLEM_BASE", "PROBLEM_CONTENT_TYPE", "create_app", "problem"]
 _log = structlog.get_logger("tektree.gateway")
 
 
+#: How many functions :meth:`_GatewayApp.ensure_async` remembers as coroutine functions.
+_ASYNC_KNOWN_MAX: Final = 1024
+
+
 class _GatewayApp(QuartTrio):
-    """QuartTrio that logs unhandled request errors as structlog lines, not through stdlib."""
+    """QuartTrio that logs unhandled request errors as structlog lines, not through stdlib,
+    and that checks a hook or view for being a coroutine function once, not per request."""
+
+    _async_known: dict[int, Callable[..., Any]]  # by id (held, so the id stays its own)
+
+    def ensure_async(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        known: dict[int, Callable[..., Any]] = self.__dict__.setdefault("_async_known", {})
+        if known.get(id(func)) is func:
+            return func
+        found: Callable[..., Any] = super().ensure_async(func)
+        if found is func and len(known) < _ASYNC_KNOWN_MAX:
+            known[id(func)] = func
+        return found
 
     def log_exception(
         self,
@@ -71,15 +89,15 @@ async def _drain_body(response: Response, max_body_bytes: int) -> None:
     bounded by ``max_body_bytes``; reading it again costs nothing once read), and a body too
     large to read closes the connection instead.
     """
-    length = request.content_length
-    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if not length and not chunked:
+    req = current_request()
+    length = req.content_length
+    if not length and "chunked" not in req.headers.get("Transfer-Encoding", "").lower():
         return
     if length is not None and length > max_body_bytes:
         response.headers["Connection"] = "close"
         return
     try:
-        await request.get_data(cache=True)
+        await req.get_data(cache=True)
     except HTTPException:  # the chunked body passed the limit while it was read
         response.headers["Connection"] = "close"
 
@@ -92,29 +110,33 @@ def create_app(node: Node, gateway: Gateway) -> QuartTrio:
     options = gateway.options
     app.config["MAX_CONTENT_LENGTH"] = options.max_body_bytes
     cors = Cors(options.cors_allowed_origins)
+    access_log = options.access_log
     gateway.openapi = openapi_document(ROUTES, tags=[(t.tag, t.description) for t in TABLES])
     install(app, gateway, ROUTES)
 
     @app.before_request
     async def begin() -> Response | None:
-        g.started = time.perf_counter()
-        cid, error = check_correlation_id(request.headers.get(CORRELATION_HEADER))
+        if access_log:
+            g.started = time.perf_counter()
+        req = current_request()
+        headers = req.headers
+        cid, error = check_correlation_id(headers.get(CORRELATION_HEADER))
         g.correlation_id = cid
         correlation_id.set(cid)  # every actor message sent now carries it, every log line too
         if error is not None:
             raise Problem("invalid-correlation-id", error, field=CORRELATION_HEADER,
                           rule="pattern")
-        length = request.content_length
+        length = req.content_length
         if length is not None and length > options.max_body_bytes:
             raise Problem("payload-too-large",
                           f"the body is {length} bytes; at most {options.max_body_bytes} are "
                           "accepted", field="body", rule="max_body_bytes")
-        origin = request.headers.get("Origin")
-        if (request.method == "OPTIONS" and origin is not None
-                and "Access-Control-Request-Method" in request.headers):
-            headers = cors.preflight(origin, request.headers["Access-Control-Request-Method"],
-                                     request.headers.get("Access-Control-Request-Headers"))
-            return Response("", status=204, headers=headers)
+        g.origin = origin = headers.get("Origin")
+        if (origin is not None and req.method == "OPTIONS"
+                and "Access-Control-Request-Method" in headers):
+            allowed = cors.preflight(origin, headers["Access-Control-Request-Method"],
+                                     headers.get("Access-Control-Request-Headers"))
+            return Response("", status=204, headers=allowed)
         return None
 
     @app.after_request
@@ -122,8 +144,11 @@ def create_app(node: Node, gateway: Gateway) -> QuartTrio:
         await _drain_body(response, options.max_body_bytes)
         cid = getattr(g, "correlation_id", None) or new_id()
         response.headers[CORRELATION_HEADER] = cid
-        response.headers.update(cors.response_headers(request.headers.get("Origin")))
-        if options.access_log:
+        # g.origin is unset when begin did not run (a 404 before any hook).
+        origin = g.origin if "origin" in g else request.headers.get("Origin")
+        if origin is not None:
+            response.headers.update(cors.response_headers(origin))
+        if access_log:
             started = getattr(g, "started", None)
             _log.info("http request", method=request.method, path=request.path,
                       status=response.status_code,

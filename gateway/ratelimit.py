@@ -39,6 +39,7 @@ __all__ = [
     "Quota",
     "RateLimiter",
     "RedisLimiter",
+    "add_headers",
     "decide",
     "headers_for",
     "take",
@@ -117,6 +118,13 @@ def headers_for(decision: Decision) -> dict[str, str]:
     if not decision.allowed:
         headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after_seconds)))
     return headers
+
+
+def add_headers(headers: Any, decision: Decision) -> None:
+    """Add :func:`headers_for`'s ``RateLimit-*`` headers to a response's fresh ``headers``
+    (none of them set yet: ``add``, without the look-up and replace of ``update``)."""
+    for name, value in headers_for(decision).items():
+        headers.add(name, value)
 
 
 class RateLimiter(Protocol):

@@ -62,14 +62,26 @@ class RatePolicy:
 
     catalog: TierCatalog
     anonymous_requests_per_minute: int | None
+    #: Quotas by tier name (``None`` key: anonymous), made once: both are immutable.
+    _quotas: dict[str | None, Quota | None] = attrs.field(
+        init=False, factory=dict, eq=False, repr=False)
 
     def for_tier(self, tier: str) -> Quota | None:
+        try:
+            return self._quotas[tier]
+        except KeyError:
+            pass
         try:
             policy = self.catalog[tier]
         except TierError:  # a tier this catalog does not know: the default's limits
             policy = self.catalog[DEFAULT_TIER]
-        return _quota(policy)
+        quota = self._quotas[tier] = _quota(policy)
+        return quota
 
     def anonymous(self) -> Quota | None:
-        return _quota(TierPolicy(name="anonymous",
-                                 requests_per_minute=self.anonymous_requests_per_minute))
+        try:
+            return self._quotas[None]
+        except KeyError:
+            quota = self._quotas[None] = _quota(TierPolicy(
+                name="anonymous", requests_per_minute=self.anonymous_requests_per_minute))
+            return quota

@@ -293,6 +293,31 @@ async def test_opt_out_hides_the_user_from_the_boards(tmp_path: Path) -> None:
         assert top[0] == {"rank": 1, "user_id": "alice", "score": 140}
 
 
+async def test_the_profile_view_follows_every_state_change_and_the_utc_day(
+    tmp_path: Path, _clock: FixedClock
+) -> None:
+    # The view is cached per state and UTC day: each change below must show on the next read.
+    async with game_node(tmp_path) as node:
+        ref = node.system.ref("user", "alice")
+        await apply(node, "alice", answered("alice", "a1"), "evt_a1")
+        first = await profile(node, "alice")
+        assert await profile(node, "alice") == first
+        assert (first["daily_xp_earned"], first["featured_achievements"]) == (10, [])
+        await ref.ask(SetFeatured(ids=("ach_first_answer",)))
+        assert (await profile(node, "alice"))["featured_achievements"] == ["ach_first_answer"]
+        await ref.ask(SetLeaderboardOptOut(opted_out=True))
+        assert (await profile(node, "alice"))["leaderboard_opt_out"] is True
+        await apply(node, "alice", answered("alice", "a2"), "evt_a2")
+        second = await profile(node, "alice")
+        assert (second["total_xp"], second["daily_xp_earned"], second["weekly_xp"]) == (
+            first["total_xp"] + 10, 20, first["weekly_xp"] + 10)
+        _clock.set(MONDAY + dt.timedelta(days=7))  # next Monday: a new day and ISO week
+        later = await profile(node, "alice")
+        assert (later["daily_xp_earned"], later["weekly_xp"], later["streak"]["current"]) == (
+            0, 0, 0)
+        assert later["daily_xp_reset_at"] != second["daily_xp_reset_at"]
+
+
 async def test_transactions_page_newest_first(tmp_path: Path) -> None:
     async with game_node(tmp_path) as node:
         await play_the_loop(node)

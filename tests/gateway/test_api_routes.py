@@ -314,6 +314,26 @@ async def test_cors_allow_list(tmp_path: Path) -> None:
         await problem(header, 403, "cors-origin-not-allowed")
 
 
+async def test_path_and_query_parameters_are_checked_on_every_shape(tmp_path: Path) -> None:
+    # Path segments are matched by their compiled pattern, queries only parsed when present:
+    # a refusal still names the parameter and the rule, as the JSON Schema words it.
+    async with open_app(tmp_path) as h:
+        user, _ = await h.register("ann")
+        ann = user["uid"]
+        ok = await h.client.get(f"{API}/users/{ann}/gamification")
+        assert ok.status_code == 200 and "RateLimit-Remaining" in ok.headers
+        bad = await h.client.get(f"{API}/users/bad%24id/gamification")
+        body = await problem(bad, 400, "invalid-parameter")
+        assert (body["field"], body["rule"]) == ("uid", "pattern")
+        assert body["detail"] == "uid: 'bad$id' does not match '^[A-Za-z0-9_:.-]{1,128}$'"
+        too_long = await h.client.get(f"{API}/users/{'u' * 129}/gamification")
+        assert (await problem(too_long, 400, "invalid-parameter"))["field"] == "uid"
+        extra = await h.client.get(f"{API}/users/{ann}/gamification?limit=5")
+        body = await problem(extra, 400, "invalid-parameter")
+        assert (body["field"], body["rule"]) == ("limit", "unknown")
+        assert "allowed: none" in body["detail"]
+
+
 async def test_correlation_ids_reach_responses_logs_and_actor_messages(tmp_path: Path) -> None:
     async with open_app(tmp_path, options={"access_log": True}) as h:
         ann, tokens = await h.register("ann")
