@@ -11,7 +11,9 @@ more than Redis spends on the command. A :class:`RespWire` splits the round trip
 - :meth:`~RespWire.read_nowait` returns every complete reply already received, without waiting;
   :meth:`~RespWire.wait_readable` parks until more bytes arrive.
 
-Pairing replies with requests is the caller's job (replies come in request order). Any socket
+Pairing replies with requests is the caller's job (replies come in request order). Replies are
+parsed by ``hiredis`` when it is installed (:func:`~tektree.cluster._resp.wire_parser`); simple
+strings come back as ``bytes`` either way. Any socket
 failure closes the wire and raises :class:`RespConnectionError`; :meth:`connect` opens a new one.
 Sockets are the standard library's, non-blocking, with ``TCP_NODELAY`` on TCP; ``rediss://``
 wraps them in a non-blocking :class:`ssl.SSLSocket`.
@@ -30,9 +32,9 @@ from tektree.cluster._resp import (
     RespArg,
     RespConnectionError,
     RespError,
-    RespParser,
     _Target,
     encode_command,
+    wire_parser,
 )
 
 __all__ = ["RespWire"]
@@ -52,7 +54,7 @@ class RespWire:
         self.connect_timeout = connect_timeout
         self.receive_size = receive_size
         self._sock: socket.socket | None = None
-        self._parser = RespParser()
+        self._parser = wire_parser()
         #: Bytes accepted by :meth:`write_nowait` that the kernel did not take yet.
         self.unsent = b""
 
@@ -114,7 +116,7 @@ class RespWire:
     def close(self) -> None:
         """Close the socket now (a task waiting on it is woken with an error)."""
         sock, self._sock = self._sock, None
-        self._parser = RespParser()
+        self._parser = wire_parser()
         self.unsent = b""
         if sock is not None:
             trio.lowlevel.notify_closing(sock)
