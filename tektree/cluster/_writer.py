@@ -213,6 +213,11 @@ class FrameWriter:
         parts: list[bytes] = []
         for dest, frames in out.items():
             inbox = self.inbox_of(dest)
+            if len(frames) == 1:  # the common case (an ask, a reply): one plain XADD
+                frame = frames[0]
+                batch.chunks.append((dest, frames))
+                parts += (self._head(inbox, 1), b"$%d\r\n" % len(frame), frame, b"\r\n")
+                continue
             for i in range(0, len(frames), XADD_CHUNK):
                 chunk = frames[i : i + XADD_CHUNK]
                 batch.chunks.append((dest, chunk))
