@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import trio
 
 __all__ = [
+    "HiredisParser",
     "RespArg",
     "RespConnection",
     "RespConnectionError",
@@ -35,9 +36,17 @@ __all__ = [
     "RespParser",
     "RespProtocolError",
     "encode_command",
+    "wire_parser",
 ]
 
 RespArg = bytes | str | int | float
+
+try:
+    import hiredis as _hiredis_module  # noqa: F401  (optional: C RESP parsing for RespWire)
+except ImportError:  # pragma: no cover - hiredis is a declared dependency
+    _HIREDIS = False
+else:
+    _HIREDIS = True
 
 _NEED_MORE: Any = object()
 _CRLF = b"\r\n"
@@ -65,13 +74,17 @@ class _Incomplete(Exception):
 
 
 class RespParser:
-    """Sans-IO RESP2 parser: :meth:`feed` bytes, then :meth:`get` replies until it says none."""
+    """Sans-IO RESP2 parser: :meth:`feed` bytes, then :meth:`get` replies until it says none.
 
-    __slots__ = ("_buf", "_pos")
+    ``simple_as_bytes`` returns simple strings (``+OK``) as ``bytes``, as :class:`HiredisParser`
+    does, instead of ``str``."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_buf", "_pos", "_text")
+
+    def __init__(self, *, simple_as_bytes: bool = False) -> None:
         self._buf = b""
         self._pos = 0
+        self._text = not simple_as_bytes
 
     def feed(self, data: bytes) -> None:
         if self._pos:
@@ -90,7 +103,7 @@ class RespParser:
         if self._pos >= len(buf):
             return False, None
         try:
-            value, pos = _parse(buf, self._pos, len(buf))
+            value, pos = _parse(buf, self._pos, len(buf), self._text)
         except _Incomplete:
             return False, None
         if pos >= len(buf):
@@ -105,10 +118,11 @@ class RespParser:
         buf = self._buf
         pos = self._pos
         size = len(buf)
+        text = self._text
         replies: list[Any] = []
         try:
             while pos < size:
-                value, pos = _parse(buf, pos, size)
+                value, pos = _parse(buf, pos, size, text)
                 replies.append(value)
         except _Incomplete:
             pass
@@ -120,7 +134,7 @@ class RespParser:
         return replies
 
 
-def _parse(buf: bytes, pos: int, size: int) -> tuple[Any, int]:
+def _parse(buf: bytes, pos: int, size: int, text: bool = True) -> tuple[Any, int]:
     """One reply starting at ``pos``: ``(value, position after it)``; ``_Incomplete`` if cut."""
     end = buf.find(_CRLF, pos)
     if end < 0:
@@ -157,16 +171,49 @@ def _parse(buf: bytes, pos: int, size: int) -> tuple[Any, int]:
                     append(buf[start:stop])
                     pos = stop + 2
                     continue
-            item, pos = _parse(buf, pos, size)
+            item, pos = _parse(buf, pos, size, text)
             append(item)
         return items, pos
     if kind == 43:  # + simple string
+        if not text:
+            return buf[pos + 1 : end], end + 2
         return buf[pos + 1 : end].decode(errors="replace"), end + 2
     if kind == 58:  # : integer
         return int(buf[pos + 1 : end]), end + 2
     if kind == 45:  # - error
         return RespError(buf[pos + 1 : end].decode(errors="replace")), end + 2
     raise RespProtocolError(f"unexpected RESP type byte {bytes([kind])!r} at offset {pos}")
+
+
+class HiredisParser:
+    """:class:`RespParser`'s :meth:`~RespParser.feed` and :meth:`~RespParser.take_all` on
+    ``hiredis.Reader`` (C): simple strings come back as ``bytes``, errors as :class:`RespError`
+    values, bad bytes raise :class:`RespProtocolError`. Needs the ``hiredis`` package."""
+
+    __slots__ = ("_gets", "feed")
+
+    def __init__(self) -> None:
+        import hiredis
+
+        reader = hiredis.Reader(protocolError=RespProtocolError, replyError=RespError)
+        self.feed: Callable[[bytes], None] = reader.feed
+        self._gets: Callable[[], Any] = reader.gets
+
+    def take_all(self) -> list[Any]:
+        """Every complete reply buffered (possibly none), in order."""
+        gets = self._gets
+        replies: list[Any] = []
+        while (reply := gets()) is not False:
+            replies.append(reply)
+        return replies
+
+
+def wire_parser() -> HiredisParser | RespParser:
+    """The fastest parser at hand with simple strings as ``bytes``: :class:`HiredisParser`, or
+    :class:`RespParser` when ``hiredis`` is not installed."""
+    if _HIREDIS:
+        return HiredisParser()
+    return RespParser(simple_as_bytes=True)
 
 
 def _arg(arg: RespArg) -> bytes:

@@ -172,6 +172,12 @@ class ClusterRouter:
         self.leases.release_soon(str(actor_id))
 
     # -- inbound -----------------------------------------------------------------------------
+    def _malformed(self, stream: str, entry_id: bytes, exc: CodecError) -> None:
+        self.malformed += 1
+        _log.warning("malformed frame skipped", stream=stream,
+                     entry_id=entry_id.decode(errors="replace"), error=str(exc))
+        self.sink.ack(stream, [entry_id])
+
     def on_frame(
         self, stream: str, entry_id: bytes, frame: bytes, *, inline: bool = False
     ) -> Awaitable[None] | None:
@@ -180,27 +186,28 @@ class ClusterRouter:
         With ``inline``, an ask for an idle local activation may come back as an awaitable that
         handles it in the awaiting task (see ``ActorSystem.deliver_inbound``): await it before
         the next frame."""
-        ack = partial(self.sink.ack, stream, [entry_id])
         kind, body = frame[:1], frame[1:]
-        try:
-            if kind == REPLY_FRAME:
+        if kind == REPLY_FRAME:
+            try:
                 message_id, ok, value = decode_reply(body)
-                slot = self._pending.pop(message_id, None)
-                if slot is not None:
-                    if ok:
-                        slot.set_value(value)
-                    else:
-                        slot.set_error(value)
-                ack()
+            except CodecError as exc:
+                self._malformed(stream, entry_id, exc)
                 return None
+            slot = self._pending.pop(message_id, None)
+            if slot is not None:
+                if ok:
+                    slot.set_value(value)
+                else:
+                    slot.set_error(value)
+            self.sink.ack(stream, [entry_id])
+            return None
+        ack = partial(self.sink.ack, stream, [entry_id])
+        try:
             if kind != ENVELOPE_FRAME:
                 raise CodecError(f"frame type {kind!r} is neither an envelope nor a reply")
             env = decode_envelope(body)
         except CodecError as exc:
-            self.malformed += 1
-            _log.warning("malformed frame skipped", stream=stream,
-                         entry_id=entry_id.decode(errors="replace"), error=str(exc))
-            ack()
+            self._malformed(stream, entry_id, exc)
             return None
         try:
             return self.system.deliver_inbound(env, ack, inline=inline)

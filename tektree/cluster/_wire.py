@@ -11,7 +11,9 @@ more than Redis spends on the command. A :class:`RespWire` splits the round trip
 - :meth:`~RespWire.read_nowait` returns every complete reply already received, without waiting;
   :meth:`~RespWire.wait_readable` parks until more bytes arrive.
 
-Pairing replies with requests is the caller's job (replies come in request order). Any socket
+Pairing replies with requests is the caller's job (replies come in request order). Replies are
+parsed by ``hiredis`` when it is installed (:func:`~tektree.cluster._resp.wire_parser`); simple
+strings come back as ``bytes`` either way. Any socket
 failure closes the wire and raises :class:`RespConnectionError`; :meth:`connect` opens a new one.
 Sockets are the standard library's, non-blocking, with ``TCP_NODELAY`` on TCP; ``rediss://``
 wraps them in a non-blocking :class:`ssl.SSLSocket`.
@@ -30,9 +32,9 @@ from tektree.cluster._resp import (
     RespArg,
     RespConnectionError,
     RespError,
-    RespParser,
     _Target,
     encode_command,
+    wire_parser,
 )
 
 __all__ = ["RespWire"]
@@ -43,7 +45,10 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 class RespWire:
     """One socket to the Redis at ``url``; AUTH and SELECT come from the URL."""
 
-    __slots__ = ("_parser", "_sock", "_target", "connect_timeout", "receive_size", "unsent", "url")
+    __slots__ = (
+        "_low_water", "_parser", "_sock", "_target", "connect_timeout", "receive_size", "unsent",
+        "url",
+    )
 
     def __init__(self, url: str, *, connect_timeout: float = 2.0,
                  receive_size: int = 262_144) -> None:
@@ -52,7 +57,8 @@ class RespWire:
         self.connect_timeout = connect_timeout
         self.receive_size = receive_size
         self._sock: socket.socket | None = None
-        self._parser = RespParser()
+        self._low_water = 0  # SO_RCVLOWAT set above 1 (TCP only; 0: not TCP)
+        self._parser = wire_parser()
         #: Bytes accepted by :meth:`write_nowait` that the kernel did not take yet.
         self.unsent = b""
 
@@ -73,10 +79,13 @@ class RespWire:
                 family, kind = stream.socket.family, stream.socket.type
                 sock = socket.socket(family, kind, fileno=stream.socket.detach())
                 sock.setblocking(False)
+                self._low_water = 0
                 if family in (socket.AF_INET, socket.AF_INET6):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    self._low_water = 1
                 self._sock = sock
                 if target.scheme == "rediss":
+                    self._low_water = 0
                     await self._handshake(target.host)
                 hello = target.hello()
                 if hello:
@@ -114,7 +123,7 @@ class RespWire:
     def close(self) -> None:
         """Close the socket now (a task waiting on it is woken with an error)."""
         sock, self._sock = self._sock, None
-        self._parser = RespParser()
+        self._parser = wire_parser()
         self.unsent = b""
         if sock is not None:
             trio.lowlevel.notify_closing(sock)
@@ -163,11 +172,29 @@ class RespWire:
 
     # -- reading ----------------------------------------------------------------------------
 
+    def wake_at(self, size: int) -> None:
+        """Until the next :meth:`read_nowait`, let :meth:`wait_readable` wake only once ``size``
+        bytes are in (``SO_RCVLOWAT``; plain TCP only, elsewhere a no-op). For a write whose
+        first replies are known to be shorter than ``size`` while all of them are not: the
+        first replies then cost no wake of their own. Never more than the replies will hold."""
+        sock = self._sock
+        if sock is not None and self._low_water and size > 1:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+            self._low_water = size
+
+    def wake_now(self) -> None:
+        """Undo :meth:`wake_at`: a task in :meth:`wait_readable` wakes if any byte is in
+        (Linux signals readiness when the mark is lowered)."""
+        if self._low_water > 1 and self._sock is not None:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+            self._low_water = 1
+
     def read_nowait(self) -> list[Any]:
         """Every complete reply received so far (possibly none), without waiting."""
         sock = self._sock
         if sock is None:
             raise RespConnectionError("not connected to Redis")
+        self.wake_now()
         parser = self._parser
         size = self.receive_size
         while True:

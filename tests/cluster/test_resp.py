@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tektree.cluster._redis import TRANSIENT_ERRORS
 from tektree.cluster._resp import (
+    HiredisParser,
     RespConnection,
     RespConnectionError,
     RespError,
@@ -97,6 +98,44 @@ def test_replies_in_random_chunks_parse_the_same(values: list[Any], data: st.Dat
         start = cut
         out.extend(drain(parser))
     assert out == [expected(value) for value in values]
+
+
+def as_bytes(value: Any) -> Any:
+    """``expected(value)`` with simple strings as bytes (what the wire's parsers return)."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, list):
+        return [as_bytes(item) for item in value]
+    return value
+
+
+@given(st.lists(replies, min_size=1, max_size=8), st.data())
+def test_hiredis_and_the_pure_parser_agree_on_any_chunking(
+    values: list[Any], data: st.DataObject
+) -> None:
+    payload = b"".join(encode_reply(value) for value in values)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(payload)), max_size=10)))
+    parsers = [HiredisParser(), RespParser(simple_as_bytes=True)]
+    outs: list[list[Any]] = [[], []]
+    start = 0
+    for cut in [*cuts, len(payload)]:
+        for parser, out in zip(parsers, outs, strict=True):
+            parser.feed(payload[start:cut])
+            out.extend(normalized(reply) for reply in parser.take_all())
+        start = cut
+    want = [as_bytes(expected(value)) for value in values]
+    assert outs == [want, want]
+
+
+def test_hiredis_errors_carry_their_kind_and_bad_bytes_are_a_protocol_error() -> None:
+    parser = HiredisParser()
+    parser.feed(b"-NOGROUP no such group\r\n*2\r\n-BUSY x\r\n+OK\r\n")
+    error, nested = parser.take_all()
+    assert isinstance(error, RespError) and error.kind == "NOGROUP"
+    assert isinstance(nested[0], RespError) and nested[0].kind == "BUSY" and nested[1] == b"OK"
+    parser.feed(b"?what\r\n")
+    with pytest.raises(RespProtocolError):
+        parser.take_all()
 
 
 def test_nil_array_error_kind_and_bad_type_byte() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
 from tektree.cluster._resp import RespConnectionError, RespError
 from tektree.cluster._wire import RespWire
@@ -28,14 +29,14 @@ async def test_a_write_goes_out_at_once_and_its_replies_are_read_later(
         wire.write_nowait(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
         assert not wire.unsent
         with trio.fail_after(5):
-            assert await _replies(wire, 2) == ["OK", b"v"]
+            assert await _replies(wire, 2) == [b"OK", b"v"]
             replies = await wire.roundtrip([["INCR", "k"], ["PING"]])
-        assert isinstance(replies[0], RespError) and replies[1] == "PONG"
+        assert isinstance(replies[0], RespError) and replies[1] == b"PONG"
         big = b"x" * 4_000_000  # more than a socket buffer takes at once
         wire.write_nowait(b"*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$%d\r\n%s\r\n" % (len(big), big))
         with trio.fail_after(10):
             await wire.drain()
-            assert await _replies(wire, 1) == ["OK"]
+            assert await _replies(wire, 1) == [b"OK"]
             assert await wire.roundtrip([["STRLEN", "b"]]) == [len(big)]
     finally:
         wire.close()
@@ -49,7 +50,7 @@ async def test_a_lost_server_raises_and_connect_opens_a_new_socket(
         wire.write_nowait(b"*1\r\n$4\r\nPING\r\n")  # never connected
     with trio.fail_after(20):
         await wire.connect()
-        assert await wire.roundtrip([["PING"]]) == ["PONG"]
+        assert await wire.roundtrip([["PING"]]) == [b"PONG"]
         await redis_server.kill()
         with pytest.raises(RespConnectionError):
             await wire.roundtrip([["PING"]])
@@ -58,7 +59,7 @@ async def test_a_lost_server_raises_and_connect_opens_a_new_socket(
             await wire.connect()
         await redis_server.start()
         await wire.connect()
-        assert await wire.roundtrip([["PING"]]) == ["PONG"]
+        assert await wire.roundtrip([["PING"]]) == [b"PONG"]
     wire.close()
 
 
@@ -66,12 +67,47 @@ async def test_auth_and_select_come_from_the_url(redis_server: RedisServer) -> N
     admin = RespWire(redis_server.url)
     with trio.fail_after(10):
         await admin.connect()
-        assert await admin.roundtrip([["CONFIG", "SET", "requirepass", "s3cret"]]) == ["OK"]
+        assert await admin.roundtrip([["CONFIG", "SET", "requirepass", "s3cret"]]) == [b"OK"]
         url = f"redis://:s3cret@127.0.0.1:{redis_server.port}/2"
         wire = RespWire(url)
         await wire.connect()
-        assert await wire.roundtrip([["SET", "k", "in-db-2"], ["GET", "k"]]) == ["OK", b"in-db-2"]
+        assert await wire.roundtrip([["SET", "k", "in-db-2"], ["GET", "k"]]) == [b"OK", b"in-db-2"]
         wire.close()
         with pytest.raises(RespConnectionError, match="refused"):
             await RespWire(url.replace("s3cret", "wrong")).connect()
     admin.close()
+
+
+async def test_wake_at_waits_for_the_later_replies_and_wake_now_undoes_it(
+    redis_server: RedisServer,
+) -> None:
+    wire = RespWire(redis_server.url)
+    xadd = b"*5\r\n$4\r\nXADD\r\n$1\r\no\r\n$1\r\n*\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    # BLOCK 0: the read's reply never comes, so only wake_now can end the wait.
+    read = b"*9\r\n$10\r\nXREADGROUP\r\n$5\r\nGROUP\r\n$1\r\ng\r\n$1\r\nc\r\n$5\r\nBLOCK\r\n" \
+        b"$1\r\n0\r\n$7\r\nSTREAMS\r\n$1\r\ns\r\n$1\r\n>\r\n"
+    with trio.fail_after(10):
+        await wire.connect()
+        try:
+            await wire.roundtrip([["XGROUP", "CREATE", "s", "g", "0", "MKSTREAM"]])
+            wire.write_nowait(xadd + read)
+            await wire.wait_readable()  # the XADD's reply (22 bytes) is in, not taken
+            wire.wake_at(23)  # which alone no longer wakes
+            woke = False
+
+            async def wait() -> None:
+                nonlocal woke
+                await wire.wait_readable()
+                woke = True
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait)
+                await trio.testing.wait_all_tasks_blocked()
+                assert not woke
+                wire.wake_now()
+            assert woke
+            (reply,) = wire.read_nowait()
+            assert isinstance(reply, bytes) and b"-" in reply  # the entry ID
+        finally:
+            wire.close()
+
