@@ -12,16 +12,19 @@ with ``Members()``. Presence changes travel in the same sequence as ``Broadcast`
 (``type: "message"``).
 
 Presence changes are coalesced: a join, a new ``info``, a leave or an expiry is queued, and the
-queue goes out as one ``presence.changes`` frame (``changes``: a list of ``{"change":
-"joined" | "updated" | "left" | "expired", "member_id", "info"?}`` in the order they happened)
-``presence_flush_seconds`` (option, default 0.05) after its first change, or at once when it
-holds ``presence_max_batch`` (option, default 500) changes. Why: one frame per change goes to
-every member, so n members joining at once cost n² frames (3,000 joins: 9 million, and members
-were dropped as slow readers); batched, each window costs one frame per member, whatever the
-number of joins in it. A ``Broadcast`` is never delayed: the queued changes go out first (so
-the sequence keeps the order things happened in), then the broadcast, in the same turn. The
-reply to ``Join`` carries the room's ``seq`` at that moment: the join shows in that frame (a
-full batch went out at once) or a later one.
+queue goes out as one ``presence.changes`` frame (``changes``: a list of ``{"change": "joined" |
+"updated" | "left" | "expired", "member_id", "info"?}`` in the order they happened) a window
+after its first change, or at once when it holds ``presence_max_batch`` (option, default 500)
+changes. Why: one frame per change goes to every member, so n members joining at once cost ~n²/2
+frames (3,000 joins: 4.5 million, and members were dropped as slow readers); batched, each
+window costs one frame per member, whatever the number of joins in it. The window is
+``presence_flush_seconds`` (option, default 0.05) in a small room and stretches with the room,
+to ``members / presence_fanout_per_second`` (option, default 5,000 frames a second to its
+members), at most 1 s: each window costs the gateways one send per member (~0.2 ms), so a
+1,000-member room flushes every 0.2 s, a 3,000-member one every 0.6 s. A ``Broadcast`` is never
+delayed: the queued changes go out first (so the sequence keeps the order things happened in),
+then the broadcast, in the same turn. The reply to ``Join`` carries the room's ``seq`` at that
+moment: the join shows in that frame (a full batch went out at once) or a later one.
 
 Each member's socket reads the topic through its own bounded subscription (:class:`RoomFeed`):
 the room never waits for a member, and a member too slow to keep up is dropped by the pub/sub
@@ -71,10 +74,13 @@ ROOM_PREFIXES: Final = ("notifications:", "collaboration:", "leaderboard:")
 DEFAULT_HEARTBEAT_TIMEOUT_SECONDS: Final = 30.0
 DEFAULT_PRESENCE_FLUSH_SECONDS: Final = 0.05
 DEFAULT_PRESENCE_MAX_BATCH: Final = 500
+DEFAULT_PRESENCE_FANOUT_PER_SECOND: Final = 5000.0
+#: The longest presence window, however big the room.
+MAX_PRESENCE_FLUSH_SECONDS: Final = 1.0
 _EXPIRE_TIMER: Final = "heartbeat-expiry"
 _FLUSH_TIMER: Final = "presence-flush"
-_OPTIONS: Final = frozenset({"heartbeat_timeout_seconds", "presence_flush_seconds",
-                             "presence_max_batch", "role"})
+_OPTIONS: Final = frozenset({"heartbeat_timeout_seconds", "presence_fanout_per_second",
+                             "presence_flush_seconds", "presence_max_batch", "role"})
 
 
 def room_topic(room: str) -> str:
@@ -156,8 +162,8 @@ class _Member:
 class RoomActor(Actor):
     """Kind ``room``, key = the room name (see the module docstring)."""
 
-    __slots__ = ("epoch", "flush_seconds", "joins", "max_batch", "members", "pending",
-                 "pubsub", "seq", "timeout", "topic")
+    __slots__ = ("epoch", "fanout", "flush_seconds", "joins", "max_batch", "members",
+                 "pending", "pubsub", "seq", "timeout", "topic")
 
     async def on_activate(self) -> None:
         options = self.ctx.options
@@ -175,6 +181,9 @@ class RoomActor(Actor):
         max_batch = options.get("presence_max_batch", DEFAULT_PRESENCE_MAX_BATCH)
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"option presence_max_batch must be an int >= 1, got {max_batch!r}")
+        fanout = options.get("presence_fanout_per_second", DEFAULT_PRESENCE_FANOUT_PER_SECOND)
+        if isinstance(fanout, bool) or not isinstance(fanout, int | float) or fanout <= 0:
+            raise ValueError(f"option presence_fanout_per_second must be > 0, got {fanout!r}")
         pubsub = self.ctx.system.extensions.get("pubsub")
         if pubsub is None:
             raise RuntimeError(f"room {self.ctx.id.key!r} needs pub/sub: run the 'cluster' "
@@ -182,6 +191,7 @@ class RoomActor(Actor):
         self.timeout = float(timeout)
         self.flush_seconds = float(flush)
         self.max_batch = max_batch
+        self.fanout = float(fanout)
         #: Presence changes not yet published (see the module docstring).
         self.pending: list[dict[str, Any]] = []
         self.topic = room_topic(check_room_name(self.ctx.id.key))
@@ -209,7 +219,9 @@ class RoomActor(Actor):
         if len(self.pending) >= self.max_batch or self.flush_seconds == 0:
             await self._flush()
         elif _FLUSH_TIMER not in self.ctx.timer_names:
-            self.ctx.start_timer(_FLUSH_TIMER, self.flush_seconds, FlushPresence())
+            window = max(self.flush_seconds, min(len(self.members) / self.fanout,
+                                                 MAX_PRESENCE_FLUSH_SECONDS))
+            self.ctx.start_timer(_FLUSH_TIMER, window, FlushPresence())
 
     async def _flush(self) -> None:
         self.ctx.cancel_timer(_FLUSH_TIMER)

@@ -126,6 +126,30 @@ async def test_a_full_batch_goes_out_at_once(autojump_clock: trio.abc.Clock) -> 
         assert trio.current_time() - start == pytest.approx(FLUSH)
 
 
+async def test_the_window_stretches_with_the_room(autojump_clock: trio.abc.Clock) -> None:
+    async with watched_room("presence", presence_fanout_per_second=100) as (_, room, feed):
+        async with trio.open_nursery() as nursery:
+            for n in range(30):
+                nursery.start_soon(room.ask, Join(member_id=f"m{n}"))
+        start = trio.current_time()
+        first = await next_frame(feed)  # armed with 1 member: the shortest window
+        assert len(first["changes"]) == 30
+        assert trio.current_time() - start <= FLUSH
+        start = trio.current_time()
+        await room.ask(Leave(member_id="m0"))  # 29 members: 29 / 100 s
+        left = await next_frame(feed)
+        assert trio.current_time() - start == pytest.approx(0.29)
+        async with trio.open_nursery() as nursery:
+            for n in range(30, 300):
+                nursery.start_soon(room.ask, Join(member_id=f"m{n}"))
+        assert len(changes([await next_frame(feed)])) == 270
+        start = trio.current_time()
+        await room.ask(Leave(member_id="m1"))  # 298 / 100 s, but at most 1 s
+        last = await next_frame(feed)
+        assert trio.current_time() - start == pytest.approx(1.0)
+        assert (changes([left]), changes([last])) == ([("left", "m0")], [("left", "m1")])
+
+
 async def test_a_broadcast_is_not_delayed_and_follows_the_changes_before_it(
         autojump_clock: trio.abc.Clock) -> None:
     async with watched_room("collaboration:doc2") as (_node, room, feed):
@@ -159,6 +183,7 @@ async def test_with_no_window_each_change_is_its_own_frame() -> None:
     ("presence_flush_seconds", "fast", "presence_flush_seconds must be >= 0"),
     ("presence_max_batch", 0, "presence_max_batch must be an int >= 1"),
     ("presence_max_batch", 2.5, "presence_max_batch must be an int >= 1"),
+    ("presence_fanout_per_second", 0, "presence_fanout_per_second must be > 0"),
     ("presence_batch", 5, "option 'presence_batch' of kind 'room' is unknown"),
 ])
 async def test_bad_room_options_are_named(option: str, value: Any, expected: str) -> None:

@@ -143,6 +143,7 @@ class StormSocket:
     frames: int = 0
     closed: tuple[int, str] | None = None
     wake: trio.CancelScope | None = None
+    missing: set[str] | None = None
 
 
 def joined_members(frame: Mapping[str, Any]) -> list[str]:
@@ -176,9 +177,13 @@ async def join_storm(base: str, tokens: list[str], *, seconds: float = 120.0,
             (all_welcomed if what == "welcomed" else all_done).set()
 
     def complete(me: StormSocket) -> bool:
-        return all_welcomed.is_set() and me.member_id in me.seen and all(
-            other.member_id in me.seen for other in sockets
-            if other.welcome_seq > me.welcome_seq)
+        if not all_welcomed.is_set():
+            return False
+        if me.missing is None:  # once, then kept up to date: O(joins) per socket, not O(n²)
+            me.missing = {other.member_id for other in sockets
+                          if other.welcome_seq > me.welcome_seq} | {me.member_id}
+            me.missing.difference_update(me.seen)
+        return not me.missing
 
     async def one(token: str, me: StormSocket) -> None:
         welcomed = finished = False
@@ -194,7 +199,10 @@ async def join_storm(base: str, tokens: list[str], *, seconds: float = 120.0,
                     with me.wake:  # cancelled when the last socket is welcomed: re-check
                         frame = await receive(ws)
                         me.frames += 1
-                        me.seen.update(dict.fromkeys(joined_members(frame), frame.get("seq")))
+                        joined = joined_members(frame)
+                        me.seen.update(dict.fromkeys(joined, frame.get("seq")))
+                        if me.missing is not None:
+                            me.missing.difference_update(joined)
                 finished = True
                 count("done")
                 await all_done.wait()  # nobody leaves before everyone has seen everyone
