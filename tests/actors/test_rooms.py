@@ -168,6 +168,16 @@ async def test_a_broadcast_is_not_delayed_and_follows_the_changes_before_it(
         assert feed.gaps == 0
 
 
+async def test_a_passivating_room_publishes_its_waiting_changes(
+        autojump_clock: trio.abc.Clock) -> None:
+    async with watched_room("presence") as (node, room, feed):
+        start = trio.current_time()
+        await room.ask(Join(member_id="ann"))
+        await node.system.passivate_all()
+        assert changes(drain(feed)) == [("joined", "ann")]
+        assert trio.current_time() == start  # sent on the way out, not lost with the timer
+
+
 async def test_with_no_window_each_change_is_its_own_frame() -> None:
     async with watched_room("presence", presence_flush_seconds=0) as (_node, room, feed):
         assert (await room.ask(Join(member_id="ann")))["seq"] == 1
