@@ -206,8 +206,9 @@ async def join_storm(base: str, tokens: list[str], *, seconds: float = 120.0,
                 finished = True
                 count("done")
                 await all_done.wait()  # nobody leaves before everyone has seen everyone
-        except ConnectionClosed as exc:
-            me.closed = (exc.reason.code, exc.reason.reason or "")
+        except* ConnectionClosed as group:  # raised through open_socket's nursery
+            reason = next(e.reason for e in group.exceptions if isinstance(e, ConnectionClosed))
+            me.closed = (reason.code, reason.reason or "")
         finally:
             if not welcomed:
                 count("welcomed")
