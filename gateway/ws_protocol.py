@@ -8,9 +8,10 @@ reads (or ``None``: not for this kind of socket). :mod:`gateway.ws_hub` does the
 
 Every frame is a JSON object with a ``type``. The server sends ``welcome`` once, then ``event``
 frames (``event_type``, ``event_id``, ``payload``; room frames also ``room``, ``epoch`` and
-``seq``), and one reply per client request (``pong``, ``presence.members``, ``ack``,
-``error``), which echoes the request's ``id`` when it had one. See the README's WebSocket
-section for the whole protocol.
+``seq``; a room's presence changes come batched, one ``presence.changes`` event whose payload
+is ``{"changes": [...]}``, see :mod:`actors.rooms`), and one reply per client request
+(``pong``, ``presence.members``, ``ack``, ``error``), which echoes the request's ``id`` when
+it had one. See the README's WebSocket section for the whole protocol.
 """
 
 from __future__ import annotations

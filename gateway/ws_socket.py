@@ -11,6 +11,11 @@ included: the ASGI task never waits on a send, so a client that stops reading ca
 and it can always be cancelled to close the socket. A socket whose client does not read is
 dropped when one of its bounded queues overflows: the pub/sub drops its subscription
 (``SubscriptionDropped``), or its replies pass ``max_replies``; it closes with 4408.
+
+The ``welcome`` frame goes first: the socket subscribes before it joins its room (so it misses
+nothing), and the frames published meanwhile (a room's batch showing its own join among them)
+wait in its queue until the welcome is queued, so a client reads them after the welcome's
+``seq``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ class WsSocket:
     """One accepted socket (see the module docstring); made and run by :class:`WsHub`."""
 
     __slots__ = ("closing", "endpoint", "expires_at", "feeds", "hub", "last_beat", "member_id",
-                 "replies", "scope", "send", "user_id", "writing")
+                 "replies", "scope", "send", "user_id", "welcomed", "writing")
 
     def __init__(self, hub: WsHub, send: Send, endpoint: Endpoint, user_id: str,
                  member_id: str, expires_at: float) -> None:
@@ -56,6 +61,8 @@ class WsSocket:
         #: Replies to send (ASGI messages), made on the first one: idle sockets have none.
         self.replies: deque[dict[str, Any]] | None = None
         self.writing = False
+        #: Whether the ``welcome`` reply is queued: no pub/sub frame goes out before it.
+        self.welcomed = False
         #: ``(code, reason)`` once the socket is closing; nothing more is sent but the close.
         self.closing: tuple[int, str] | None = None
         #: Around the ASGI task's receive loop: cancelled to close, its deadline is the
@@ -81,7 +88,7 @@ class WsSocket:
         reason = subscription.dropped_reason
         if reason is not None:  # its writer may be stuck in a send: do not wait for it
             self.close_soon(CLOSE_TOO_SLOW, f"too slow: {reason}")
-        else:
+        elif self.welcomed:
             self._wake()
 
     def _wake(self) -> None:
@@ -101,6 +108,8 @@ class WsSocket:
             self.close_soon(CLOSE_TOO_SLOW, f"too slow: {MAX_REPLIES} replies unread")
             return
         replies.append({"type": "websocket.send", "text": encode(frame)})
+        if frame.get("type") == "welcome":
+            self.welcomed = True
         self._wake()
 
     def _next_message(self) -> dict[str, Any] | None:
@@ -111,6 +120,8 @@ class WsSocket:
             if not replies:
                 self.replies = None  # an empty deque costs ~600 bytes: idle sockets keep none
             return message
+        if not self.welcomed:
+            return None
         member_id, hub = self.member_id, self.hub
         for subscription, kind in self.feeds:
             while True:

@@ -16,9 +16,11 @@ from prometheus_client import CollectorRegistry
 from wskit import (
     closed,
     frame_where,
+    join_storm,
     mint_token,
     of_type,
     open_socket,
+    presence_change,
     request,
     welcome,
 )
@@ -113,19 +115,20 @@ async def test_presence_join_list_and_leave_are_seen_by_another_socket(tmp_path:
             me = await welcome(ann)
             async with open_socket(base, "/ws/presence", bob_token) as bob:
                 bob_me = await welcome(bob)
-                joined = await frame_where(ann, of_type("event", "presence.joined"))
-                assert joined["payload"] == {"member_id": bob_me["member_id"],
-                                             "info": {"user_id": "usr_bob"}}
-                assert joined["seq"] == bob_me["seq"] and joined["room"] == "presence"
+                joined, entry = await presence_change(ann, "joined", bob_me["member_id"])
+                assert entry == {"change": "joined", "member_id": bob_me["member_id"],
+                                 "info": {"user_id": "usr_bob"}}
+                assert joined["seq"] > bob_me["seq"] and joined["room"] == "presence"
+                assert joined["event_id"] == f"presence:{joined['epoch']}:{joined['seq']}"
                 await request(bob, {"type": "presence.update", "info": {"page": "/q/7"}},
                               "ack")
-                updated = await frame_where(ann, of_type("event", "presence.updated"))
-                assert updated["payload"]["info"] == {"page": "/q/7", "user_id": "usr_bob"}
+                updated, entry = await presence_change(ann, "updated", bob_me["member_id"])
+                assert entry["info"] == {"page": "/q/7", "user_id": "usr_bob"}
                 listed = await request(ann, {"type": "presence.list"}, "presence.members")
                 assert [(m["member_id"], m["user_id"]) for m in listed["members"]] == [
                     (me["member_id"], "usr_ann"), (bob_me["member_id"], "usr_bob")]
-            left = await frame_where(ann, of_type("event", "presence.left"))
-            assert left["payload"] == {"member_id": bob_me["member_id"]}
+            left, entry = await presence_change(ann, "left", bob_me["member_id"])
+            assert entry == {"change": "left", "member_id": bob_me["member_id"]}
             assert left["seq"] > updated["seq"] > joined["seq"]
 
 
@@ -222,3 +225,27 @@ async def test_a_stopping_node_closes_its_sockets_with_1001(tmp_path: Path) -> N
         node.request_stop()
         code, reason = await closed(ws)
         assert (code, reason) == (1001, "the server is shutting down")
+
+
+async def test_a_join_storm_keeps_every_socket_and_costs_batches_not_n_squared_frames(
+        tmp_path: Path) -> None:
+    sockets = 400
+    async with open_http(tmp_path, relay=False, timeout=180) as (node, base):
+        hub = node.system.extensions[EXTENSION]
+        tokens = [mint_token(tmp_path, f"usr_{n}") for n in range(sockets)]
+        storm = await join_storm(base, tokens, seconds=150)
+        stats = hub.stats()
+    assert [me.closed for me in storm if me.closed] == []
+    assert (stats.accepted, stats.dropped) == (sockets, 0)
+    # Where each member's join showed (every socket sees its own: it subscribes first). A
+    # socket saw, with that seq, every join in a frame after its welcome; the joins in frames
+    # up to its welcome's seq were in the room when it joined (its presence.list).
+    shown = {me.member_id: me.seen[me.member_id] for me in storm}
+    for me in storm:
+        after = {member: seq for member, seq in shown.items() if seq > me.welcome_seq}
+        assert {member: me.seen.get(member) for member in after} == after
+    # One frame per socket per window, not one per join: 400 joins one by one would be
+    # 400 x 401 / 2 = 80,200 frames to the members already there.
+    received = sum(me.frames for me in storm)
+    assert received < sockets * sockets / 8, received
+    assert stats.frames_out < sockets * sockets / 8, stats.frames_out

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import trio
 from gwkit import API, CHEAP_HASH, register_http
-from wskit import frame_where, of_type, open_socket, request, welcome
+from wskit import frame_where, of_type, open_socket, presence_change, request, welcome
 
 from gateway.tokens import KEY_FILE, generate_key
 from tektree.persistence._open import StoreSettings, open_store
@@ -162,10 +162,8 @@ async def test_rooms_and_notifications_fan_out_across_two_gateway_nodes(
                     open_socket(base2, "/ws/notifications", ann_token) as ann_notes:
                 bob_me = await welcome(bob_ws)
                 await welcome(ann_notes)
-                joined = await frame_where(ann_ws, lambda f: f.get(
-                    "event_type") == "presence.joined" and f["payload"][
-                    "member_id"] == bob_me["member_id"])
-                assert joined["payload"]["info"] == {"user_id": bob}
+                _, joined = await presence_change(ann_ws, "joined", bob_me["member_id"])
+                assert joined["info"] == {"user_id": bob}
                 ack = await request(ann_ws, {"type": "edit", "edit": {"op": "insert"}}, "ack")
                 seen = await frame_where(bob_ws, edited)  # written on n1, read on n2
                 assert (seen["seq"], seen["payload"]["member_id"]) == (
@@ -188,5 +186,4 @@ async def test_rooms_and_notifications_fan_out_across_two_gateway_nodes(
                     "reason"] == "answer_submitted", seconds=20)
                 assert earned["payload"]["user_id"] == ann
             # bob's socket closed on n2: ann sees him leave on n1
-            await frame_where(ann_ws, lambda f: f.get("event_type") == "presence.left"
-                              and f["payload"]["member_id"] == bob_me["member_id"])
+            await presence_change(ann_ws, "left", bob_me["member_id"])

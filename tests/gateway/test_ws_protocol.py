@@ -106,12 +106,13 @@ def test_frames_are_checked_against_the_socket_and_the_size_limit() -> None:
 
 
 def test_room_frames_render_as_events_with_the_room_sequence() -> None:
-    joined = {"room": "presence", "epoch": "e1", "seq": 4, "type": "presence.joined",
-              "member_id": "u~1", "info": {"user_id": "u"}}
+    batch = [{"change": "joined", "member_id": "u~1", "info": {"user_id": "u"}},
+             {"change": "left", "member_id": "v~2"}]
+    joined = {"room": "presence", "epoch": "e1", "seq": 4, "type": "presence.changes",
+              "changes": batch}
     assert render(joined, "room") == {
-        "type": "event", "event_type": "presence.joined", "event_id": "presence:e1:4",
-        "room": "presence", "epoch": "e1", "seq": 4,
-        "payload": {"member_id": "u~1", "info": {"user_id": "u"}}}
+        "type": "event", "event_type": "presence.changes", "event_id": "presence:e1:4",
+        "room": "presence", "epoch": "e1", "seq": 4, "payload": {"changes": batch}}
     edit = {"room": "collaboration:c", "epoch": "e1", "seq": 5, "type": "message",
             "exclude": ["u~1"], "payload": {"event_type": "collaboration.edit",
                                             "payload": {"edit": 1}}}
