@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 import hypercorn.trio
 import structlog
@@ -54,6 +54,10 @@ def _hypercorn_logger() -> logging.Logger:
     return logger
 
 
+#: Pending connections the listening socket queues before accepting (Hypercorn's default: 100).
+LISTEN_BACKLOG: Final = 1024
+
+
 def hypercorn_config(http: HttpConfig) -> HypercornConfig:
     """Hypercorn settings for ``[http]``: one bind, no access log, a short graceful stop."""
     host = f"[{http.host}]" if ":" in http.host and not http.host.startswith("[") else http.host
@@ -62,6 +66,10 @@ def hypercorn_config(http: HttpConfig) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = _hypercorn_logger()
     config.graceful_timeout = GRACEFUL_TIMEOUT_SECONDS
+    # Hypercorn's default backlog of 100 made connect storms (sockets reconnecting after a node
+    # restart, the join-storm tests, bench ws) overflow the accept queue: SYN retransmits of 1-3 s.
+    # The kernel caps it at net.core.somaxconn.
+    config.backlog = LISTEN_BACKLOG
     return config
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +17,7 @@ import trio
 
 import kit
 from gateway.app import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
+from gateway.service import LISTEN_BACKLOG
 from tektree import Config, Node, NodeFailed, parse_config
 from tektree.testing import open_test_node
 
@@ -98,6 +101,24 @@ async def test_port_0_binds_a_free_port_and_reports_it(gateway_node: Any) -> Non
         assert base.startswith("http://127.0.0.1:")
         assert urlsplit(base).port != 0
     assert "http" not in node.bound
+
+
+async def test_the_listening_socket_queues_connect_storms(gateway_node: Any) -> None:
+    """The accept queue is LISTEN_BACKLOG deep (Hypercorn's default of 100 overflowed under
+    socket reconnect storms), as the kernel reports it for the bound port."""
+    ss = shutil.which("ss")
+    if ss is None:
+        if os.environ.get("CI"):
+            pytest.fail("ss (iproute2) is needed to read the listen backlog")
+        pytest.skip("ss (iproute2) not installed")
+    async with gateway_node() as (_, base):
+        port = urlsplit(base).port
+        listing = await trio.run_process([ss, "-ltnH", f"sport = :{port}"],
+                                         capture_stdout=True)
+    [line] = listing.stdout.decode().splitlines()
+    backlog = int(line.split()[2])  # Send-Q of a listening socket: its backlog
+    somaxconn = int(await trio.Path("/proc/sys/net/core/somaxconn").read_text())
+    assert backlog == min(LISTEN_BACKLOG, somaxconn)
 
 
 async def test_healthz_is_200_json_with_the_node_name(gateway_node: Any) -> None:
