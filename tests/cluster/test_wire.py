@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import trio
-import trio.testing
 
 from tektree.cluster._resp import RespConnectionError, RespError
 from tektree.cluster._wire import RespWire
@@ -76,38 +75,3 @@ async def test_auth_and_select_come_from_the_url(redis_server: RedisServer) -> N
         with pytest.raises(RespConnectionError, match="refused"):
             await RespWire(url.replace("s3cret", "wrong")).connect()
     admin.close()
-
-
-async def test_wake_at_waits_for_the_later_replies_and_wake_now_undoes_it(
-    redis_server: RedisServer,
-) -> None:
-    wire = RespWire(redis_server.url)
-    xadd = b"*5\r\n$4\r\nXADD\r\n$1\r\no\r\n$1\r\n*\r\n$1\r\nf\r\n$1\r\nv\r\n"
-    # BLOCK 0: the read's reply never comes, so only wake_now can end the wait.
-    read = b"*9\r\n$10\r\nXREADGROUP\r\n$5\r\nGROUP\r\n$1\r\ng\r\n$1\r\nc\r\n$5\r\nBLOCK\r\n" \
-        b"$1\r\n0\r\n$7\r\nSTREAMS\r\n$1\r\ns\r\n$1\r\n>\r\n"
-    with trio.fail_after(10):
-        await wire.connect()
-        try:
-            await wire.roundtrip([["XGROUP", "CREATE", "s", "g", "0", "MKSTREAM"]])
-            wire.write_nowait(xadd + read)
-            await wire.wait_readable()  # the XADD's reply (22 bytes) is in, not taken
-            wire.wake_at(23)  # which alone no longer wakes
-            woke = False
-
-            async def wait() -> None:
-                nonlocal woke
-                await wire.wait_readable()
-                woke = True
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(wait)
-                await trio.testing.wait_all_tasks_blocked()
-                assert not woke
-                wire.wake_now()
-            assert woke
-            (reply,) = wire.read_nowait()
-            assert isinstance(reply, bytes) and b"-" in reply  # the entry ID
-        finally:
-            wire.close()
-
