@@ -45,10 +45,7 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 class RespWire:
     """One socket to the Redis at ``url``; AUTH and SELECT come from the URL."""
 
-    __slots__ = (
-        "_low_water", "_parser", "_sock", "_target", "connect_timeout", "receive_size", "unsent",
-        "url",
-    )
+    __slots__ = ("_parser", "_sock", "_target", "connect_timeout", "receive_size", "unsent", "url")
 
     def __init__(self, url: str, *, connect_timeout: float = 2.0,
                  receive_size: int = 262_144) -> None:
@@ -57,7 +54,6 @@ class RespWire:
         self.connect_timeout = connect_timeout
         self.receive_size = receive_size
         self._sock: socket.socket | None = None
-        self._low_water = 0  # SO_RCVLOWAT set above 1 (TCP only; 0: not TCP)
         self._parser = wire_parser()
         #: Bytes accepted by :meth:`write_nowait` that the kernel did not take yet.
         self.unsent = b""
@@ -79,13 +75,10 @@ class RespWire:
                 family, kind = stream.socket.family, stream.socket.type
                 sock = socket.socket(family, kind, fileno=stream.socket.detach())
                 sock.setblocking(False)
-                self._low_water = 0
                 if family in (socket.AF_INET, socket.AF_INET6):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    self._low_water = 1
                 self._sock = sock
                 if target.scheme == "rediss":
-                    self._low_water = 0
                     await self._handshake(target.host)
                 hello = target.hello()
                 if hello:
@@ -172,29 +165,11 @@ class RespWire:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def wake_at(self, size: int) -> None:
-        """Until the next :meth:`read_nowait`, let :meth:`wait_readable` wake only once ``size``
-        bytes are in (``SO_RCVLOWAT``; plain TCP only, elsewhere a no-op). For a write whose
-        first replies are known to be shorter than ``size`` while all of them are not: the
-        first replies then cost no wake of their own. Never more than the replies will hold."""
-        sock = self._sock
-        if sock is not None and self._low_water and size > 1:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
-            self._low_water = size
-
-    def wake_now(self) -> None:
-        """Undo :meth:`wake_at`: a task in :meth:`wait_readable` wakes if any byte is in
-        (Linux signals readiness when the mark is lowered)."""
-        if self._low_water > 1 and self._sock is not None:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
-            self._low_water = 1
-
     def read_nowait(self) -> list[Any]:
         """Every complete reply received so far (possibly none), without waiting."""
         sock = self._sock
         if sock is None:
             raise RespConnectionError("not connected to Redis")
-        self.wake_now()
         parser = self._parser
         size = self.receive_size
         while True:

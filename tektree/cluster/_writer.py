@@ -116,15 +116,8 @@ class FrameWriter:
         self._refused = False  # Redis refused frames: the send loop backs off, then retries
         self._need_script = True  # load the XADD script before the next write of many frames
         self._inflight: _Batch | None = None  # written, replies not all read yet
-        # While the reader runs handlers inline, their sends only buffer (``_holding``); the
-        # reader then writes them ahead of its next XREADGROUP, one write for both
-        # (``_carried``: that batch, its replies not read yet; no other write goes out
-        # meanwhile, so frames to one node keep their order).
-        self._holding = False
-        self._carried: _Batch | None = None
         self._replies: list[Any] = []  # the replies of ``_inflight`` read so far
         self._sent = self._flushes = self._send_errors = self._direct = 0
-        self._carried_writes = 0
         self._acked = 0
         self._acks_in_flight = 0  # own-inbox acks the reader took, not yet written
         # Frames and acks go on a socket of their own, written from the sending task when it
@@ -156,8 +149,6 @@ class FrameWriter:
         buffer.append(frame)
         self._pending += 1
         self._enqueued += 1
-        if self._holding:
-            return  # the reader writes it with its next read
         if self._pumping or not self._write_now():
             self._pumping = True  # the send loop writes from now on: later sends only buffer
             self._wake.set()
@@ -190,8 +181,6 @@ class FrameWriter:
         """Wait until everything sent and acked before this call is written and Redis
         confirmed it (needs :meth:`run`)."""
         target = self._enqueued
-        if self._carried is not None:
-            self._carried_wanted()
         while self._written < target or self._acks_in_flight:
             if self._written < target:
                 self._wake.set()  # the reader's acks need no writer: it reports their write
@@ -203,9 +192,6 @@ class FrameWriter:
         when the send loop must do it. (The replies of the last write are not looked for
         here: the reader took them if a reply came back since; a burst of sends then goes
         out in one batch behind the first rather than in one write each.)"""
-        if self._carried is not None:
-            self._carried_wanted()
-            return False
         if self._refused or self._inflight is not None or not self._writer.connected:
             return False
         try:
@@ -219,19 +205,10 @@ class FrameWriter:
     def _start_batch(self) -> None:
         """Write everything buffered (frames, then acks) as one batch, now: the batch is in
         flight until its replies are read (:meth:`_take_replies`)."""
-        built = self._build_batch()
-        if built is not None:
-            self._inflight, payload = built
-            self._replies = []
-            self._writer.write_nowait(payload)
-
-    def _build_batch(self) -> tuple[_Batch, bytes] | None:
-        """Everything buffered (frames, then acks) as one batch and its RESP, taken out of
-        the buffers; ``None`` when nothing is buffered."""
         out, self._out = self._out, {}
         acks, self._acks = self._acks, {}
         if not out and not acks:
-            return None
+            return
         batch = _Batch(out, acks, self._enqueued)
         parts: list[bytes] = []
         for dest, frames in out.items():
@@ -254,49 +231,9 @@ class FrameWriter:
             batch.acked += len(ids)
         batch.frames = sum(len(chunk) for _, chunk in batch.chunks)
         batch.count = len(batch.chunks) + 2 * len(acks)
-        return batch, b"".join(parts)
-
-    def _carry(self) -> tuple[_Batch | None, bytes]:
-        """For the reader, about to write its next read: the frames its inline handlers sent
-        (and every buffered ack) as a batch riding ahead of the read, when no other write is in
-        flight; else the writer is woken for them and nothing is carried."""
-        if not self._out:
-            return None, b""
-        if (self._refused or self._inflight is not None or self._pumping
-                or self._need_script or not self._writer.connected):
-            if self._pumping or not self._write_now():
-                self._pumping = True
-                self._wake.set()
-            return None, b""
-        built = self._build_batch()
-        if built is None:
-            return None, b""
-        self._carried = built[0]
-        self._carried_writes += 1
-        return built
-
-    def _carried_wanted(self) -> None:
-        """Something waits for the carried batch to be confirmed: have the reader take its
-        replies now rather than with its read's (the reader's transport does)."""
-
-    def _carried_written(self, replies: list[Any]) -> None:
-        """The replies of the carried batch came back on the reader's socket."""
-        batch, self._carried = self._carried, None
-        if batch is not None:
-            self._settle(batch, replies)
-
-    def _carried_lost(self) -> None:
-        """The reader's socket broke before the carried batch's replies came: back to the
-        front of the buffers (it may have been written: a duplicate at worst)."""
-        batch, self._carried = self._carried, None
-        if batch is not None:
-            for dest, frames in batch.out.items():
-                self._out[dest] = frames + self._out.get(dest, [])
-            for stream, ids in batch.acks.items():
-                self._acks[stream] = ids + self._acks.get(stream, [])
-            self._wake.set()
-            self._progress.set()
-            self._progress = trio.Event()
+        self._inflight = batch
+        self._replies = []
+        self._writer.write_nowait(b"".join(parts))
 
     def _head(self, inbox: str, frames: int) -> bytes:
         """The RESP of a command appending ``frames`` frames to ``inbox``, up to the frames:
@@ -419,10 +356,6 @@ class FrameWriter:
         writer = self._writer
         try:
             while True:
-                if self._carried is not None:  # the reader's write goes first
-                    self._carried_wanted()
-                    await self._progress.wait()
-                    continue
                 if not writer.connected:
                     self._requeue_inflight()
                     await writer.connect()

@@ -11,10 +11,7 @@ survivor claims a dead node's entries; effects are made idempotent by message id
 
 Writing (from the sending task when the writer is idle, else in batches; lazy acks;
 backpressure; retries) is :class:`~tektree.cluster._writer.FrameWriter`'s, this class's base:
-see :mod:`tektree.cluster._writer`. What handlers send while the reader hands a batch out (the
-replies of inline asks) is held, then written ahead of the reader's next ``XREADGROUP`` in the
-same write, when no other write is in flight; ``SO_RCVLOWAT`` keeps their replies from waking
-the reader before the read's own. A read that fails puts them back for the writer.
+see :mod:`tektree.cluster._writer`.
 
 After a Redis restart (no persistence) the group is gone: the receiver catches ``NOGROUP`` and
 re-creates it from ID ``0``, so entries that senders wrote to the re-created stream before that are
@@ -43,7 +40,7 @@ from tektree._errors import CodecError
 from tektree.cluster._redis import RedisLink
 from tektree.cluster._resp import RespConnectionError, RespError, encode_command
 from tektree.cluster._wire import RespWire
-from tektree.cluster._writer import FIELD, FrameWriter, TransportBackpressure, _Batch
+from tektree.cluster._writer import FIELD, FrameWriter, TransportBackpressure
 
 __all__ = ["Inbound", "StreamTransport", "TransportBackpressure", "TransportStatistics"]
 
@@ -78,7 +75,6 @@ class TransportStatistics:
     buffered: int
     flushes: int
     direct: int  # writes made by the sending task itself (the writer was idle)
-    carried: int  # writes of frames sent by inline handlers, made with the reader's next read
     send_errors: int
     received: int
     acked: int
@@ -124,7 +120,6 @@ class StreamTransport(FrameWriter):
             buffered=self._pending,
             flushes=self._flushes,
             direct=self._direct,
-            carried=self._carried_writes,
             send_errors=self._send_errors,
             received=self._received,
             acked=self._acked,
@@ -198,13 +193,9 @@ class StreamTransport(FrameWriter):
             if self._history_from is not None:
                 self._history_from = self._last_read
             self._received += len(batch)
-            self._holding = True  # what inline handlers send rides with the next read
-            try:
-                handled = self._on_frames(batch)
-                if handled is not None:
-                    await handled
-            finally:
-                self._holding = False
+            handled = self._on_frames(batch)
+            if handled is not None:
+                await handled
 
     def _reader(
         self, acks: list[list[bytes] | None]
@@ -240,33 +231,15 @@ class StreamTransport(FrameWriter):
             payload = self._ack_commands(inbox, ids) + payload
             commands = 3
         wire = self._reader_wire
-        carried: _Batch | None = None
         try:
             if not wire.connected:
                 await wire.connect()
-            # The frames the last batch's inline handlers sent (replies) go first, same write.
-            carried, frames = self._carry()
-            if carried is not None:
-                payload = frames + payload
-            skip = carried.count if carried is not None else 0
             wire.write_nowait(payload)
             await wire.drain()
-            if carried is not None:
-                # Wake at a lower bound of all the replies, which the carried ones alone
-                # usually do not reach (19 bytes counted per XADD, 22 usual; 4 for the read's):
-                # their replies then cost no wake of their own.
-                wire.wake_at(_least_reply_bytes(carried) + 8 * (commands > 1) + 4)
             replies: list[Any] = []
             while True:
                 await wire.wait_readable()  # a blocking read: nothing is there yet
-                got = wire.read_nowait()
-                if skip:
-                    replies.extend(got)
-                    if len(replies) < skip:
-                        continue
-                    self._carried_written(replies[:skip])
-                    got, replies, skip = replies[skip:], [], 0
-                for reply in got:
+                for reply in wire.read_nowait():
                     replies.append(reply)
                     if len(replies) == 2 and ids:
                         self._own_acks_written(acks, reply)
@@ -274,8 +247,6 @@ class StreamTransport(FrameWriter):
                     break
         except BaseException:
             wire.close()  # a read may still be pending on it
-            if carried is not None:
-                self._carried_lost()
             raise
         reply = replies[-1]
         if isinstance(reply, RespError):
@@ -283,9 +254,6 @@ class StreamTransport(FrameWriter):
                 raise RespConnectionError(f"redis is not ready: {reply}") from reply
             raise reply
         return _inbound_resp(inbox, reply)
-
-    def _carried_wanted(self) -> None:
-        self._reader_wire.wake_now()
 
     def _own_acks_written(self, acks: list[list[bytes] | None], reply: Any) -> None:
         """The reply of the reader's XDEL: the acks it carried are written."""
@@ -380,17 +348,6 @@ def _inbound(stream: str, entries: tuple[StreamEntry, ...]) -> list[Inbound]:
         )
         for entry in entries
     ]
-
-
-def _least_reply_bytes(batch: _Batch) -> int:
-    """A lower bound of the size of ``batch``'s replies in RESP: an XADD replies with an entry
-    ID (``$15\r\n``, 13 digits of milliseconds, ``-``, the sequence, CRLF: 22 bytes and up) or
-    an error (19 bytes and up: Redis errors carry a sentence), a script call with 4 bytes and
-    up, XACK and XDEL with an integer (``:0\r\n``, 4 bytes)."""
-    least = 8 * len(batch.acks)
-    for _, chunk in batch.chunks:
-        least += 19 if len(chunk) == 1 else 4
-    return least
 
 
 def _inbound_resp(stream: str, reply: Any) -> list[Inbound]:
