@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
 
 import pytest
 
 from tektree._telemetry import capture_logs
-from tektree.testing.redis import RedisServer, open_redis_server, redis_server_path
+from tektree.testing.redis import RedisServer, open_redis_server, require_redis_server
 
 
 @pytest.fixture
@@ -25,10 +24,6 @@ async def redis_server() -> AsyncIterator[RedisServer]:
 
     Skipped when ``redis-server`` is not installed, except under ``CI``, where it fails.
     """
-    if redis_server_path() is None:
-        message = "redis-server is not installed (apt-get install redis-server)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must run against a real Redis")
-        pytest.skip(message)
+    require_redis_server()
     async with open_redis_server() as server:
         yield server

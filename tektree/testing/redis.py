@@ -18,13 +18,32 @@ from pathlib import Path
 
 import trio
 
-__all__ = ["RedisServer", "free_port", "open_redis_server", "redis_server_path"]
+__all__ = [
+    "RedisServer",
+    "free_port",
+    "open_redis_server",
+    "redis_server_path",
+    "require_redis_server",
+]
 
 READY_LINE = b"Ready to accept connections"
 
 
 def redis_server_path() -> str | None:
     return shutil.which("redis-server")
+
+
+def require_redis_server() -> None:
+    """In a test: skip when ``redis-server`` is not installed, except under ``CI``, where a
+    missing real component is a failure."""
+    if redis_server_path() is not None:
+        return
+    import pytest  # only tests call this; the module itself needs no pytest
+
+    message = "redis-server is not installed (apt-get install redis-server)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must run against a real Redis")
+    pytest.skip(message)
 
 
 def free_port() -> int:

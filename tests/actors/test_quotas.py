@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ from actors.quotas import (
     spending,
 )
 from actors.rules.tiers import tiers_from_mapping
-from tektree.testing.redis import RedisServer, open_redis_server, redis_server_path
+from tektree.testing.redis import RedisServer, open_redis_server, require_redis_server
 
 SMALL = tiers_from_mapping({
     "free": {"quotas": {"questions": 5, "insights": 1, "resource_uploads": 2}},
@@ -49,11 +48,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     if request.param in ("store", "mongomock"):
         yield "" if request.param == "store" else "mongomock"
         return
-    if redis_server_path() is None:
-        message = "redis-server is not installed (apt-get install redis-server)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must run against a real Redis")
-        pytest.skip(message)
+    require_redis_server()
     async with open_redis_server() as server:
         yield server.url
 

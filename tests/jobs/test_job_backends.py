@@ -3,7 +3,6 @@ Redis (a real ``redis-server``)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 import mongomock
@@ -13,7 +12,7 @@ from tektree.cluster import open_redis_link
 from tektree.jobs import DEAD, DONE, QUEUED, RUNNING, Job, JobBackend, StoreJobBackend
 from tektree.jobs._redis import RedisJobBackend
 from tektree.persistence import StoreSettings, open_store
-from tektree.testing.redis import open_redis_server, redis_server_path
+from tektree.testing.redis import open_redis_server, require_redis_server
 
 NOW = 1_767_225_600_000
 LEASE = 10_000
@@ -34,10 +33,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: object) -> AsyncIter
             await b.setup()
             yield b
     else:
-        if redis_server_path() is None:
-            if os.environ.get("CI"):
-                pytest.fail("redis-server is not installed; CI must run against a real Redis")
-            pytest.skip("redis-server is not installed")
+        require_redis_server()
         async with open_redis_server() as server, open_redis_link(server.url) as link:
             b = RedisJobBackend(link)
             await b.setup()
