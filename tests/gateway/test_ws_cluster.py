@@ -39,12 +39,15 @@ def _toml(value: Any) -> str:
     return json.dumps(value).lower() if isinstance(value, bool) else json.dumps(value)
 
 
-def write_config(directory: Path, redis_url: str) -> Path:
-    """Both nodes' TOML: the product's children, one SQLite file, one key file."""
+def write_config(directory: Path, redis_url: str, *,
+                 gateway_options: dict[str, Any] | None = None,
+                 kinds: tuple[dict[str, Any], ...] = ()) -> Path:
+    """Both nodes' TOML: the product's children (plus ``kinds``), one SQLite file, one key
+    file."""
     key = directory / KEY_FILE
     key.write_bytes(generate_key().private_pem())
     key.chmod(0o600)
-    gateway = {**CHEAP_HASH, "jwt_private_key_file": str(key)}
+    gateway = {**CHEAP_HASH, "jwt_private_key_file": str(key), **(gateway_options or {})}
     children = [
         {"type": "service", "name": "store", "service": "store"},
         {"type": "service", "name": "timers", "service": "timers"},
@@ -52,6 +55,7 @@ def write_config(directory: Path, redis_url: str) -> Path:
         {"type": "actors", "kind": "user", "actor": "actors.profile:UserProfileActor"},
         {"type": "actors", "kind": "leaderboard", "actor": "actors.leaderboard:LeaderboardActor"},
         {"type": "actors", "kind": "room", "actor": "actors.rooms:RoomActor"},
+        *kinds,
         {"type": "service", "name": "gamification",
          "service": "actors.wiring:gamification_relay_service",
          "options": {"poll_interval_seconds": 0.05}},
@@ -110,11 +114,13 @@ class NodeProcess:
 
 
 @asynccontextmanager
-async def two_gateways(tmp_path: Path, redis_url: str) -> AsyncIterator[list[str]]:
+async def two_gateways(tmp_path: Path, redis_url: str, *,
+                       gateway_options: dict[str, Any] | None = None,
+                       kinds: tuple[dict[str, Any], ...] = ()) -> AsyncIterator[list[str]]:
     """Two node processes serving the gateway: their base URLs; killed on the way out."""
     async with open_store(StoreSettings(sqlite_path=tmp_path / "shared.sqlite3")):
         pass  # created once, before two processes race to create its indexes
-    config = write_config(tmp_path, redis_url)
+    config = write_config(tmp_path, redis_url, gateway_options=gateway_options, kinds=kinds)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEKTREE_")}
     nodes: list[NodeProcess] = []
     async with trio.open_nursery() as nursery:
