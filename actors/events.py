@@ -464,10 +464,23 @@ def event_type_of(evt: object) -> str:
     return tag
 
 
-def _payload(evt: object) -> dict[str, Any]:
-    spec = message_spec(event_type_of(evt))
+#: class -> (event_type, version, payload field names): what ``to_envelope`` looks up once per
+#: class instead of once per event.
+_SHAPES: dict[type, tuple[str, str, tuple[str, ...]]] = {}
+
+
+def _shape(evt: object) -> tuple[str, str, tuple[str, ...]]:
+    shape = _SHAPES.get(type(evt))
+    if shape is None:
+        event_type = event_type_of(evt)
+        shape = _SHAPES[type(evt)] = (event_type, VERSIONS[event_type],
+                                      tuple(message_spec(event_type).names))
+    return shape
+
+
+def _payload(evt: object, names: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in spec.names:
+    for name in names:
         value = getattr(evt, name)
         out[name] = list(value) if isinstance(value, tuple) else value
     return out
@@ -488,12 +501,12 @@ def to_envelope(
     kwargs: dict[str, Any] = {}
     if timestamp is not None:
         kwargs["timestamp"] = timestamp
-    event_type = event_type_of(evt)
+    event_type, version, names = _shape(evt)
     return DomainEvent(
         event_type=event_type,
         event_id=event_id,
-        event_version=VERSIONS[event_type],
-        payload=_payload(evt),
+        event_version=version,
+        payload=_payload(evt, names),
         trace_id=trace_id,
         correlation_id=correlation_id,
         source_service=SOURCE,

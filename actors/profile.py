@@ -71,7 +71,7 @@ from actors.rules import (
     utc_day,
 )
 from tektree import TekTreeError, handler, message
-from tektree.persistence import JOURNAL, DomainEvent, EventSourcedActor, format_timestamp
+from tektree.persistence import JOURNAL, DomainEvent, EventSourcedActor, format_timestamp, utc_now
 
 __all__ = [
     "APPLIED",
@@ -182,9 +182,11 @@ def _ledger(state: Mapping[str, Any]) -> XpLedger:
                     daily_xp_earned=state["daily_xp_earned"])  # fmt: skip
 
 
-def _transaction_doc(txn: XpTransaction, credit: Credit) -> dict[str, Any]:
+def _transaction_doc(txn: XpTransaction, credit: Credit, at_text: str) -> dict[str, Any]:
+    """``txn``'s record; ``at_text`` is ``format_timestamp(txn.created_at)`` (the cause's time,
+    the same for every transaction of one gain: formatted once by the caller)."""
     doc = txn.as_document()
-    doc["timestamp"] = format_timestamp(txn.created_at)
+    doc["timestamp"] = at_text
     doc["related_entity_type"] = credit.entity_type
     doc["related_entity_id"] = credit.entity_id
     return doc
@@ -199,6 +201,8 @@ class _Gain:
     xp: int
     weekly: dict[str, Any] | None
     areas: dict[str, int]
+    #: The quest state after the gain (``record["quests"]`` is its snapshot).
+    quests: QuestState
 
 
 def _area_ids(source: Mapping[str, Any]) -> list[str]:
@@ -222,14 +226,18 @@ def _area_ids(source: Mapping[str, Any]) -> list[str]:
 def _gain(
     state: Mapping[str, Any], credit: Credit, at: dt.datetime, table: XpTable,
     source: Mapping[str, Any], producer: str, granted: Sequence[AchievementDef] = (),
+    quests: QuestState | None = None,
 ) -> _Gain:
+    """What ``credit`` earns on ``state``. ``quests`` is ``state["quests"]`` already parsed,
+    when the caller holds it (parsing it is a good part of the cost)."""
     user = credit.user_id
     ledger = _ledger(state)
     txns: list[dict[str, Any]] = []
     outbox: list[DomainEvent] = []
+    at_text = format_timestamp(at)
     corr: dict[str, Any] = {
         "correlation_id": source.get("correlation_id"), "trace_id": source.get("trace_id"),
-        "producer_id": producer,
+        "producer_id": producer, "timestamp": utc_now(),  # when produced: one unit, one time
         "metadata": {"user_id": user, "source_event_id": source.get("event_id")},
     }
 
@@ -241,7 +249,7 @@ def _gain(
         result = award(ledger, reason=reason, event_id=key, at=at, table=table, amount=amount)
         ledger = result.state
         if result.transaction is not None:
-            txns.append(_transaction_doc(result.transaction, credit))
+            txns.append(_transaction_doc(result.transaction, credit, at_text))
             if result.amount > 0:
                 emit(events.XpEarned(user_id=user, amount=result.amount, reason=reason.value,
                                      source_event_id=key, total_xp=ledger.total_xp,
@@ -265,7 +273,9 @@ def _gain(
             emit(events.StreakMilestone(user_id=user, days=milestone.days, bonus_xp=bonus),
                  f"evt_streak:{user}:{milestone.day.isoformat()}:{milestone.days}")
 
-    quest_update = record_quests(QuestState.from_snapshot(state["quests"]),
+    if quests is None:
+        quests = QuestState.from_snapshot(state["quests"])
+    quest_update = record_quests(quests,
                                  [*((name, 1) for name in credit.counters), ("xp_earned", base)],
                                  at=at)
     quests = quest_update.new_state
@@ -329,13 +339,14 @@ def _gain(
     areas = {area: held_areas.get(area, 0) + xp for area in _area_ids(source)} if xp > 0 else {}
     record = {
         "type": APPLIED, "cause": credit.key, "source_event_id": source.get("event_id"),
-        "source_event_type": source.get("event_type"), "at": format_timestamp(at),
+        "source_event_type": source.get("event_type"), "at": at_text,
         "transactions": txns, "counters": {name: 1 for name in credit.counters},
         "streak": _streak_doc(streak) if streak_changed else None,
         "quests": quests.snapshot(), "unlocked": newly, "weekly": weekly,
         "areas": areas or None,
     }  # fmt: skip
-    return _Gain(record=record, outbox=outbox, xp=xp, weekly=weekly, areas=areas)
+    return _Gain(record=record, outbox=outbox, xp=xp, weekly=weekly, areas=areas,
+                 quests=quests)
 
 
 def _xp_table(options: Mapping[str, Any]) -> XpTable:
@@ -356,6 +367,9 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
     table: XpTable
     #: The last profile view: (its UTC day, the state it was built from, the view).
     _view: tuple[dt.date, dict[str, Any], dict[str, Any]] | None = None
+    #: ``state["quests"]`` (the document) and its parsed ``QuestState``, while that document
+    #: is the state's: each gain starts from it instead of parsing the document again.
+    _quests: tuple[dict[str, Any], QuestState] | None = None
 
     async def on_activate(self) -> None:
         self.table = _xp_table(self.ctx.options)
@@ -509,7 +523,7 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
         credit = mine[0]
         if credit.key in self.state["recent_event_ids"]:
             return {"status": "duplicate", "total_xp": self.state["total_xp"]}
-        gain = _gain(self.state, credit, at, self.table, envelope, self.ctx.system.node_name)
+        gain = self._gain(credit, at, envelope)
         if not await self.persist([gain.record], event_id=credit.key, outbox=gain.outbox):
             return {"status": "duplicate", "total_xp": self.state["total_xp"]}
         await self._announce(gain, credit.key, at)
@@ -534,13 +548,24 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
         credit = Credit(user_id=self.ctx.id.key, reason=None, key=key,
                         entity_type="achievement", entity_id=achievement.id)
         source = {"event_id": key, "event_type": "gamification.achievement.granted"}
-        gain = _gain(self.state, credit, at, self.table, source, self.ctx.system.node_name,
-                     granted=(achievement,))
+        gain = self._gain(credit, at, source, granted=(achievement,))
         if not await self.persist([gain.record], event_id=key, outbox=gain.outbox):
             return {"status": "duplicate", "total_xp": self.state["total_xp"]}
         await self._announce(gain, key, at)
         return {"status": "applied", "xp": gain.xp, "total_xp": self.state["total_xp"],
                 "achievements": list(self.state["achievements"])}
+
+    def _gain(self, credit: Credit, at: dt.datetime, source: Mapping[str, Any],
+              granted: Sequence[AchievementDef] = ()) -> _Gain:
+        """``_gain`` on the current state, from its parsed quests when held; the quests the
+        gain produces are held for the next one (they are the state's once it is persisted:
+        ``apply`` installs ``record["quests"]`` itself)."""
+        state, held = self.state, self._quests
+        quests = held[1] if held is not None and held[0] is state["quests"] else None
+        gain = _gain(state, credit, at, self.table, source, self.ctx.system.node_name,
+                     granted=granted, quests=quests)
+        self._quests = (gain.record["quests"], gain.quests)
+        return gain
 
     async def _announce(self, gain: _Gain, key: str, at: dt.datetime) -> None:
         user, state = self.ctx.id.key, self.state

@@ -24,6 +24,7 @@ fits no quadratic curve; under this curve 50 000 XP is level 14 with 6 000 XP to
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
 import attrs
@@ -129,9 +130,15 @@ class LevelInfo:
 def level_for(total_xp: int) -> LevelInfo:
     """The level reached with ``total_xp`` XP, how far into it, and how much is left to the next.
 
-    O(log total_xp) integer operations, exact for any total.
+    O(log total_xp) integer operations, exact for any total. The answer is a frozen value, so
+    the latest ones are kept (every XP award asks, often for a total asked just before).
     """
     _check_int(total_xp, "total_xp", minimum=0)
+    return _level_info(total_xp)
+
+
+@functools.lru_cache(maxsize=4096)
+def _level_info(total_xp: int) -> LevelInfo:
     level = _level(total_xp)
     floor = total_xp_for_level(level)
     into = total_xp - floor
