@@ -13,6 +13,7 @@ ISO year differs from the calendar year: 2024-12-30 is in ``2025-W01``, 2021-01-
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol, runtime_checkable
@@ -88,9 +89,20 @@ class FixedClock:
         self.at = _fixed_clock_at(at)
 
 
+#: The last ``utc_day`` answer, by the datetime object asked (datetimes are immutable): one
+#: event's rules ask for the day of the same ``at`` several times (XP cap, streak, quests).
+_last_day: tuple[datetime | None, date] = (None, date.min)
+
+
 def utc_day(dt: datetime) -> date:
     """The UTC calendar day ``dt`` falls on (an aware ``datetime`` in any zone)."""
-    return _require_aware(dt, "utc_day(dt)").date()
+    global _last_day
+    last = _last_day
+    if last[0] is dt:
+        return last[1]
+    day = _require_aware(dt, "utc_day(dt)").date()
+    _last_day = (dt, day)
+    return day
 
 
 def _as_day(when: datetime | date, what: str) -> date:
@@ -115,7 +127,12 @@ def next_utc_midnight(dt: datetime) -> datetime:
 
 def iso_week(when: datetime | date) -> str:
     """ISO 8601 week of ``when`` (a UTC day, or an aware datetime taken in UTC): ``"2025-W50"``."""
-    year, week, _ = _as_day(when, "iso_week(when)").isocalendar()
+    return _iso_week_of(_as_day(when, "iso_week(when)"))
+
+
+@functools.lru_cache(maxsize=64)
+def _iso_week_of(day: date) -> str:
+    year, week, _ = day.isocalendar()
     return f"{year:04d}-W{week:02d}"
 
 

@@ -144,9 +144,23 @@ class Journal:
             raise DuplicateEvent(actor_id, dup)
         entry = self._locks.get(actor_id)
         if entry is None:
+            # Uncontended (the usual case: one activation appends one unit at a time): take
+            # the new lock without waiting, so no scheduler round trip (``acquire`` always
+            # yields); the append itself checkpoints. Appends arriving meanwhile wait on it.
             entry = self._locks[actor_id] = _AppendLock()
+            entry.lock.acquire_nowait()
+            held = True
+        else:
+            held = False
         entry.users += 1
         try:
+            if held:
+                try:
+                    return await self._append_locked(
+                        actor_id, events, fencing_token, skip_duplicates, outbox, also
+                    )
+                finally:
+                    entry.lock.release()
             async with entry.lock:
                 return await self._append_locked(
                     actor_id, events, fencing_token, skip_duplicates, outbox, also

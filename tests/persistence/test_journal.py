@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from tektree.persistence import (
     DocumentStore,
@@ -119,6 +120,37 @@ async def test_concurrent_appends_from_many_actors(store: DocumentStore) -> None
     for actor in (0, 17, 49):
         assert [e.seq for e in await journal.read(f"w{actor}")] == [1, 2, 3, 4, 5]
     assert await store.count("journal") == 250
+
+
+async def test_concurrent_appends_to_one_actor_queue_behind_each_other(
+    store: DocumentStore,
+) -> None:
+    """The first append takes the actor's lock without waiting; the ones arriving while it
+    is in flight wait for it: contiguous seqs, no JournalConflict, and the lock is gone once
+    nobody holds or waits for it (also after a holder is cancelled)."""
+    journal = Journal(store)
+
+    async def writer(n: int) -> None:
+        await journal.append("acct", [deposit(n)])
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for n in range(20):
+                nursery.start_soon(writer, n)
+    events = await journal.read("acct")
+    assert [e.seq for e in events] == list(range(1, 21))
+    assert sorted(e.event_id for e in events) == sorted(f"e{n}" for n in range(20))
+    assert journal._locks == {}
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer, 20)
+            nursery.start_soon(writer, 21)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()  # both cancelled: one in flight, one waiting
+    assert journal._locks == {}
+    await journal.append("acct", [deposit(22)])  # the lock was released: no hang
+    seqs = [e.seq for e in await journal.read("acct")]
+    assert seqs == list(range(1, len(seqs) + 1)) and 21 <= len(seqs) <= 23
 
 
 async def test_lower_fencing_token_is_refused_and_writes_nothing(store: DocumentStore) -> None:
