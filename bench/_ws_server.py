@@ -43,10 +43,11 @@ def _config(data_dir: Path) -> Any:
          "actor": "actors.leaderboard:LeaderboardActor"},
         {"type": "actors", "kind": "room", "actor": "actors.rooms:RoomActor"},
         {"type": "service", "name": "gateway", "service": "gateway.service:serve",
-         "options": {"rate_limits": False, "gc_young_threshold": 10_000}},  # as shipped
+         "options": {"rate_limits": False}},
     ]
     return parse_config({
-        "node": {"name": "bench-ws", "data_dir": str(data_dir)},
+        "node": {"name": "bench-ws", "data_dir": str(data_dir),
+                 "gc_young_threshold": 10_000},  # as shipped
         "http": {"enabled": True, "host": "127.0.0.1", "port": 0},
         "logging": {"level": "warning"},
         "redis": {"url": ""}, "supervisor": {"children": children},

@@ -86,7 +86,8 @@ def _config(data_dir: str, kinds: dict[str, type[Any]]) -> Any:
     children.extend({"type": "actors", "kind": kind,
                      "actor": f"{cls.__module__}:{cls.__qualname__}"}
                     for kind, cls in kinds.items())
-    data = {"node": {"name": "bench", "data_dir": data_dir},
+    data = {"node": {"name": "bench", "data_dir": data_dir,
+                     "gc_young_threshold": 10_000},  # as shipped: see tektree._gc
             "http": {"enabled": False}, "redis": {"url": ""},
             "supervisor": {"children": children}}
     return parse_config(data, source="<bench game>", env={})

@@ -108,12 +108,6 @@ class GatewayOptions:
     ws_close_timeout_seconds: float = attrs.field(
         default=2.0, metadata=rules("how long a close frame may wait to go out before the "
                                     "connection is cut", gt=0))
-    gc_young_threshold: int = attrs.field(
-        default=0, metadata=rules("once started, freeze the node's objects out of the cyclic "
-                                  "collector and collect young objects every this many "
-                                  "allocations (CPython: 700); 0 = leave it as it is (see "
-                                  "gateway.ws_gc; the shipped supervisor.toml sets 10000)",
-                                  ge=0))
     ws_heartbeat_interval_seconds: float = attrs.field(
         default=5.0, metadata=rules("at most one room heartbeat per socket this often, "
                                     "however often its client pings", gt=0))

@@ -23,7 +23,6 @@ from hypercorn.config import Config as HypercornConfig
 from gateway.app import create_app
 from gateway.context import open_gateway
 from gateway.options import gateway_options
-from gateway.ws_gc import settle_collector
 from gateway.ws_hub import WsHub, WsSettings
 from tektree import Node
 from tektree.config import HttpConfig, ServiceSpec
@@ -127,7 +126,6 @@ async def serve(node: Node, spec: ServiceSpec, *, task_status: trio.TaskStatus[A
                 raise _bind_error(http.host, http.port, error) from None
             node.bound["http"] = list(binds)
             _log.info("http listening", binds=binds)
-            settle_collector(options.gc_young_threshold)  # the node has started: see ws_gc
             task_status.started(binds)
     finally:
         node.bound.pop("http", None)

@@ -98,6 +98,12 @@ class NodeConfig:
     check_serialization: bool = attrs.field(
         default=False, metadata=rules("round-trip every local message through the codec")
     )
+    gc_young_threshold: int = attrs.field(
+        default=0, metadata=rules("once started, freeze the node's objects out of the cyclic "
+                                  "collector and collect young objects every this many "
+                                  "allocations (CPython: 700); 0 = leave it as it is (see "
+                                  "tektree._gc; the shipped supervisor.toml sets 10000)", ge=0)
+    )
 
     def resolved_name(self) -> str:
         """The configured name, or ``<hostname>-<pid>`` when it is empty."""

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from tektree._actor import Actor
 from tektree._errors import ConfigError, SupervisorFailed
+from tektree._gc import settle_collector
 from tektree._supervisor import Child, Supervisor, TaskChild
 from tektree._system import ActorSystem
 from tektree._telemetry import RuntimeCollector, node_name
@@ -238,6 +239,7 @@ class Node:
             if not started:
                 nursery.cancel_scope.cancel()
             else:
+                settle_collector(self.config.node.gc_young_threshold)  # see tektree._gc
                 _log.info("node started", node=self.name, kinds=sorted(self.system.pools),
                           bound=self.bound)
                 task_status.started(self)

@@ -437,6 +437,7 @@ def test_env_overrides_the_file() -> None:
         "TEKTREE_DRAIN_TIMEOUT_SECONDS": "2.5",
         "TEKTREE_ASK_TIMEOUT_SECONDS": "1",
         "TEKTREE_CHECK_SERIALIZATION": "Yes",
+        "TEKTREE_GC_YOUNG_THRESHOLD": "25000",
         "TEKTREE_HTTP_HOST": "0.0.0.0",
         "TEKTREE_HTTP_PORT": "9000",
         "TEKTREE_LOG_LEVEL": "debug",
@@ -460,6 +461,7 @@ def test_env_overrides_the_file() -> None:
     assert config.node.drain_timeout_seconds == 2.5
     assert config.node.ask_timeout_seconds == 1.0
     assert config.node.check_serialization is True
+    assert config.node.gc_young_threshold == 25_000
     assert (config.http.host, config.http.port) == ("0.0.0.0", 9000)
     assert (config.logging.level, config.logging.format) == ("debug", "console")
     assert config.redis.url == "redis://r:6379"
@@ -649,3 +651,11 @@ def test_evolve_keeps_the_config_valid_type() -> None:
     config = _parse({})
     changed = attrs.evolve(config, http=attrs.evolve(config.http, port=0))
     assert (changed.http.port, config.http.port) == (0, 8080)
+
+
+def test_gc_young_threshold_is_a_node_setting_off_by_default() -> None:
+    assert parse_config({}, source="<test>", env={}).node.gc_young_threshold == 0
+    config = parse_config({}, source="<test>", env={"TEKTREE_GC_YOUNG_THRESHOLD": "20000"})
+    assert config.node.gc_young_threshold == 20_000
+    with pytest.raises(ConfigError, match=r"node\.gc_young_threshold"):
+        parse_config({"node": {"gc_young_threshold": -1}}, source="<test>", env={})

@@ -59,14 +59,27 @@ class DomainEvent:
     metadata: dict[str, Any] = attrs.Factory(dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in ENVELOPE_FIELDS}
+        """The envelope as a dict, keys in ``ENVELOPE_FIELDS`` order (spelled out: a loop of
+        getattr over the names costs several times more, and every outbox write does this)."""
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "event_version": self.event_version,
+            "timestamp": self.timestamp,
+            "trace_id": self.trace_id,
+            "correlation_id": self.correlation_id,
+            "source_service": self.source_service,
+            "producer_id": self.producer_id,
+            "metadata": self.metadata,
+            "payload": self.payload,
+        }
 
 
 def event_document(event: DomainEvent | Mapping[str, Any]) -> dict[str, Any]:
     """The stored form of an event: its envelope, ``_id = event_id``, ``published: false``."""
     data = event.to_dict() if isinstance(event, DomainEvent) else dict(event)
-    missing = [f for f in ("event_id", "event_type", "timestamp") if not data.get(f)]
-    if missing:
+    if not (data.get("event_id") and data.get("event_type") and data.get("timestamp")):
+        missing = [f for f in ("event_id", "event_type", "timestamp") if not data.get(f)]
         raise InvalidDocument("events", f"event {data!r} lacks {', '.join(missing)}")
     doc = {"_id": data["event_id"], **data}
     doc["published"] = False

@@ -257,3 +257,21 @@ async def test_relay_concurrency_needs_a_key(store: DocumentStore) -> None:
         OutboxRelay(store, publish, concurrency=8)
     with pytest.raises(ValueError, match="concurrency must be an int >= 1"):
         OutboxRelay(store, publish, concurrency=0, key=str)
+
+
+def test_an_envelope_dict_has_every_field_of_the_class_in_the_seed_order() -> None:
+    """``to_dict`` spells its keys out: it must still name every attribute, in order."""
+    from tektree.persistence._errors import InvalidDocument
+    from tektree.persistence._events import ENVELOPE_FIELDS, event_document
+
+    evt = DomainEvent(event_type="xp.earned", event_id="evt_x", payload={"amount": 5},
+                      timestamp="2026-01-01T00:00:00.000000Z", trace_id="t", correlation_id="c",
+                      producer_id="p", metadata={"m": 1})
+    data = evt.to_dict()
+    assert tuple(data) == ENVELOPE_FIELDS
+    assert sorted(ENVELOPE_FIELDS) == sorted(a.name for a in DomainEvent.__attrs_attrs__)
+    assert all(data[name] == getattr(evt, name) for name in ENVELOPE_FIELDS)
+    doc = event_document(evt)
+    assert doc["_id"] == "evt_x" and doc["published"] is False
+    with pytest.raises(InvalidDocument, match="lacks timestamp"):
+        event_document({"event_id": "e", "event_type": "a.b", "timestamp": ""})
