@@ -131,7 +131,14 @@ class ActorRef:
         """
         system = self._system
         target = self.id
-        pool, message = system.admit(target, message)
+        pool = system.pools.get(target.kind)
+        if (
+            pool is None
+            or not system.accepting
+            or system.check_serialization
+            or type(message) not in pool.handlers
+        ):
+            pool, message = system.admit(target, message)
         if timeout is None:
             timeout = system.default_ask_timeout
         elif timeout <= 0:
