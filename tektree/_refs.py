@@ -41,6 +41,20 @@ def can_run_inline(pool: ActorPool, cell: ActorContext, handler: Handler) -> boo
     )
 
 
+def _admit(system: ActorSystem, target: ActorId, message: Any) -> tuple[ActorPool, Any]:
+    """``system.admit``, without its call in the common case: a known kind that handles the
+    message, the node accepting, no serialization check."""
+    pool = system.pools.get(target.kind)
+    if (
+        pool is None
+        or not system.accepting
+        or system.check_serialization
+        or type(message) not in pool.handlers
+    ):
+        return system.admit(target, message)
+    return pool, message
+
+
 def _expire(slot: ReplySlot, actor_id: ActorId, message: Any, timeout: float) -> None:
     slot.set_error(AskTimeout(actor_id, type(message).__qualname__, timeout))
 
@@ -79,14 +93,7 @@ class ActorRef:
         """Send without waiting for handling; waits only for mailbox room."""
         system = self._system
         target = self.id
-        pool = system.pools.get(target.kind)
-        if (
-            pool is None
-            or not system.accepting
-            or system.check_serialization
-            or type(message) not in pool.handlers
-        ):
-            pool, message = system.admit(target, message)
+        pool, message = _admit(system, target, message)
         env = system.make_envelope(target, message, None)
         router = system.router
         if router is not None:
@@ -131,14 +138,7 @@ class ActorRef:
         """
         system = self._system
         target = self.id
-        pool = system.pools.get(target.kind)
-        if (
-            pool is None
-            or not system.accepting
-            or system.check_serialization
-            or type(message) not in pool.handlers
-        ):
-            pool, message = system.admit(target, message)
+        pool, message = _admit(system, target, message)
         if timeout is None:
             timeout = system.default_ask_timeout
         elif timeout <= 0:
