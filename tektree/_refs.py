@@ -195,7 +195,9 @@ class ActorRef:
         env.deadline = time.time() + timeout
         message_id = env.message_id
         router.expect_reply(message_id, slot)
-        expiry = system.timers.call_later(timeout, _expire, slot, target, message, timeout)
+        expiry = system.timers.call_at(
+            trio.current_time() + timeout, _expire, slot, target, message, timeout
+        )
         try:
             router.send(home, env)
             return await slot.wait()
