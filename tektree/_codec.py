@@ -375,7 +375,7 @@ _HOOKS: tuple[Callable[[int, bytes], object], ...] = tuple(
 
 
 def _load(data: bytes, max_bytes: int) -> Any:
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if type(data) is not bytes and not isinstance(data, bytes | bytearray | memoryview):
         raise CodecError(f"frame must be bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
         raise CodecError(

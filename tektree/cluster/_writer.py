@@ -422,6 +422,9 @@ class FrameWriter:
             xack = encode_command(["XACK", stream, self.group]).split(b"\r\n", 1)[1]
             xdel = encode_command(["XDEL", stream]).split(b"\r\n", 1)[1]
             heads = self._ack_heads[stream] = (xack, xdel)
+        if len(ids) == 1:  # the common case: the ack of one ask or reply
+            arg = b"$%d\r\n%s\r\n" % (len(ids[0]), ids[0])
+            return b"".join((b"*4\r\n", heads[0], arg, b"*3\r\n", heads[1], arg))
         args = b"".join([b"$%d\r\n%s\r\n" % (len(i), i) for i in ids])
         return b"".join(
             (b"*%d\r\n" % (len(ids) + 3), heads[0], args, b"*%d\r\n" % (len(ids) + 2), heads[1],
