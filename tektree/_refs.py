@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from tektree._actor import Handler
     from tektree._context import ActorContext
     from tektree._pool import ActorPool
-    from tektree._routing import Router
     from tektree._system import ActorSystem
 
 
@@ -147,7 +146,22 @@ class ActorRef:
         if router is not None:
             home = router.remote_home(target)
             if home is not None:
-                return await self._ask_remote(router, home, message, timeout, message_id)
+                # Inline, not a coroutine of its own: the remote ask's whole path is hot.
+                slot = ReplySlot()
+                env = system.make_envelope(target, message, slot, message_id)
+                env.reply_to = system.node_name
+                env.deadline = time.time() + timeout
+                message_id = env.message_id
+                router.expect_reply(message_id, slot)
+                expiry = system.timers.call_at(
+                    trio.current_time() + timeout, _expire, slot, target, message, timeout
+                )
+                try:
+                    router.send(home, env)
+                    return await slot.wait()
+                finally:
+                    expiry.cancel()
+                    router.forget_reply(message_id)
         cell = pool.cells.get(target.key)
         if cell is not None:
             if cell is current_cell.get():
@@ -183,24 +197,3 @@ class ActorRef:
             return await slot.wait()
         finally:
             expiry.cancel()
-
-    async def _ask_remote(
-        self, router: Router, home: str, message: Any, timeout: float, message_id: str | None
-    ) -> Any:
-        system = self._system
-        target = self.id
-        slot = ReplySlot()
-        env = system.make_envelope(target, message, slot, message_id)
-        env.reply_to = system.node_name
-        env.deadline = time.time() + timeout
-        message_id = env.message_id
-        router.expect_reply(message_id, slot)
-        expiry = system.timers.call_at(
-            trio.current_time() + timeout, _expire, slot, target, message, timeout
-        )
-        try:
-            router.send(home, env)
-            return await slot.wait()
-        finally:
-            expiry.cancel()
-            router.forget_reply(message_id)
