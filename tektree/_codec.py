@@ -209,6 +209,15 @@ def _actor_id_array(aid: object, role: str) -> list[str]:
     )
 
 
+def _optional_strs(a: object, b: object, c: object) -> bool:
+    """Whether all three are a str or None (the envelope's optional strings)."""
+    return (
+        (a is None or type(a) is str)
+        and (b is None or type(b) is str)
+        and (c is None or type(c) is str)
+    )
+
+
 def _check_optional_str(value: object, role: str) -> None:
     if value is not None and type(value) is not str:
         raise CodecError(
@@ -231,9 +240,11 @@ def encode_envelope(env: Envelope) -> bytes:
             f"cannot encode envelope: message_id must be a str, got {env.message_id!r}",
             what="envelope",
         )
-    _check_optional_str(env.reply_to, "reply_to")
-    _check_optional_str(env.correlation_id, "correlation_id")
-    _check_optional_str(env.trace_id, "trace_id")
+    reply_to, correlation_id, trace_id = env.reply_to, env.correlation_id, env.trace_id
+    if not _optional_strs(reply_to, correlation_id, trace_id):  # one call, not three
+        _check_optional_str(reply_to, "reply_to")
+        _check_optional_str(correlation_id, "correlation_id")
+        _check_optional_str(trace_id, "trace_id")
     if deadline is not None and type(deadline) is not float:
         if type(deadline) is not int:
             raise CodecError(
@@ -247,9 +258,9 @@ def encode_envelope(env: Envelope) -> bytes:
         env.message_id,
         _actor_id_array(env.target, "target"),
         None if sender is None else _actor_id_array(sender, "sender"),
-        env.reply_to,
-        env.correlation_id,
-        env.trace_id,
+        reply_to,
+        correlation_id,
+        trace_id,
         deadline,
         [spec.tag, *spec.values(msg)],
     ]
@@ -364,7 +375,7 @@ _HOOKS: tuple[Callable[[int, bytes], object], ...] = tuple(
 
 
 def _load(data: bytes, max_bytes: int) -> Any:
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if type(data) is not bytes and not isinstance(data, bytes | bytearray | memoryview):
         raise CodecError(f"frame must be bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
         raise CodecError(
@@ -486,14 +497,18 @@ def decode_envelope(data: bytes, *, max_bytes: int = MAX_FRAME_BYTES) -> Envelop
             f"envelope message must be an array [tag, field, ...], got {type(body).__name__}",
             what="envelope",
         )
+    if not _optional_strs(reply_to, correlation_id, trace_id):  # one call, not three
+        _optional_str(reply_to, "reply_to")
+        _optional_str(correlation_id, "correlation_id")
+        _optional_str(trace_id, "trace_id")
     return Envelope(
         message_id,
         _actor_id(target, "envelope target"),
         _build(body),
         None if sender is None else _actor_id(sender, "envelope sender"),
-        _optional_str(reply_to, "reply_to"),
-        _optional_str(correlation_id, "correlation_id"),
-        _optional_str(trace_id, "trace_id"),
+        reply_to,
+        correlation_id,
+        trace_id,
         deadline,
     )
 

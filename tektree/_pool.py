@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
+from contextvars import Token
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -433,6 +434,17 @@ class ActorPool(ActivationLifecycle):
 
     async def run_inline(self, cell: ActorContext, handler: Handler, env: Envelope) -> Any:
         """Run a ``def`` handler in the calling task; the caller checked the cell is idle."""
+        done, value = self.run_inline_nowait(cell, handler, env)
+        if done:
+            return value
+        return await value
+
+    def run_inline_nowait(
+        self, cell: ActorContext, handler: Handler, env: Envelope
+    ) -> tuple[bool, Any]:
+        """:meth:`run_inline` without a coroutine when the turn needs no await (the common
+        case): ``(True, result)``; else ``(False, awaitable)``, the rest of the turn (held
+        meanwhile), to await at once: it returns the result or raises as ``run_inline``."""
         cell.running = True
         self._busy += 1
         token = current_cell.set(cell)
@@ -441,25 +453,45 @@ class ActorPool(ActivationLifecycle):
         try:
             result = handler.fn(cell.actor, env.message)
         except Exception as exc:
+            return False, self._inline_failed(cell, env, exc, started, token)
+        except BaseException:
+            self._end_inline(cell, token)
+            raise
+        self.latency.observe(perf_counter() - started)
+        cell.crash_count = 0
+        if cell.passivate_requested or self.system.check_serialization:
+            return False, self._inline_rest(cell, env, result, token)
+        self._end_inline(cell, token)
+        return True, result
+
+    async def _inline_failed(self, cell: ActorContext, env: Envelope, exc: Exception,
+                             started: float, token: Token[ActorContext | None]) -> Any:
+        try:
             self.latency.observe(perf_counter() - started)
             failed = self._failure_of(cell, exc)
             await self._crashed(cell, env, exc, failed=failed)
             raise failed from None
-        else:
-            self.latency.observe(perf_counter() - started)
-            cell.crash_count = 0
+        finally:
+            self._end_inline(cell, token)
+
+    async def _inline_rest(self, cell: ActorContext, env: Envelope, result: Any,
+                           token: Token[ActorContext | None]) -> Any:
+        try:
             if cell.passivate_requested:
                 await self._maybe_passivate(cell, True)
             if self.system.check_serialization:
                 result = self._checked_reply(env, result)
             return result
         finally:
-            current_cell.reset(token)
-            self._busy -= 1
-            self.handled += 1
-            cell.running = False
-            cell.current = None
-            self._after_turn(cell, True)
+            self._end_inline(cell, token)
+
+    def _end_inline(self, cell: ActorContext, token: Token[ActorContext | None]) -> None:
+        current_cell.reset(token)
+        self._busy -= 1
+        self.handled += 1
+        cell.running = False
+        cell.current = None
+        self._after_turn(cell, True)
 
     # -- lifecycle of one activation ---------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

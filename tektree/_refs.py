@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from tektree._actor import Handler
     from tektree._context import ActorContext
     from tektree._pool import ActorPool
-    from tektree._routing import Router
     from tektree._system import ActorSystem
 
 
@@ -39,6 +38,20 @@ def can_run_inline(pool: ActorPool, cell: ActorContext, handler: Handler) -> boo
         and not cell.passivate_requested
         and pool.running
     )
+
+
+def _admit(system: ActorSystem, target: ActorId, message: Any) -> tuple[ActorPool, Any]:
+    """``system.admit``, without its call in the common case: a known kind that handles the
+    message, the node accepting, no serialization check."""
+    pool = system.pools.get(target.kind)
+    if (
+        pool is None
+        or not system.accepting
+        or system.check_serialization
+        or type(message) not in pool.handlers
+    ):
+        return system.admit(target, message)
+    return pool, message
 
 
 def _expire(slot: ReplySlot, actor_id: ActorId, message: Any, timeout: float) -> None:
@@ -79,14 +92,7 @@ class ActorRef:
         """Send without waiting for handling; waits only for mailbox room."""
         system = self._system
         target = self.id
-        pool = system.pools.get(target.kind)
-        if (
-            pool is None
-            or not system.accepting
-            or system.check_serialization
-            or type(message) not in pool.handlers
-        ):
-            pool, message = system.admit(target, message)
+        pool, message = _admit(system, target, message)
         env = system.make_envelope(target, message, None)
         router = system.router
         if router is not None:
@@ -131,7 +137,7 @@ class ActorRef:
         """
         system = self._system
         target = self.id
-        pool, message = system.admit(target, message)
+        pool, message = _admit(system, target, message)
         if timeout is None:
             timeout = system.default_ask_timeout
         elif timeout <= 0:
@@ -140,7 +146,22 @@ class ActorRef:
         if router is not None:
             home = router.remote_home(target)
             if home is not None:
-                return await self._ask_remote(router, home, message, timeout, message_id)
+                # Inline, not a coroutine of its own: the remote ask's whole path is hot.
+                slot = ReplySlot()
+                env = system.make_envelope(target, message, slot, message_id)
+                env.reply_to = system.node_name
+                env.deadline = time.time() + timeout
+                message_id = env.message_id
+                router.expect_reply(message_id, slot)
+                expiry = system.timers.call_at(
+                    trio.current_time() + timeout, _expire, slot, target, message, timeout
+                )
+                try:
+                    router.send(home, env)
+                    return await slot.wait()
+                finally:
+                    expiry.cancel()
+                    router.forget_reply(message_id)
         cell = pool.cells.get(target.key)
         if cell is not None:
             if cell is current_cell.get():
@@ -176,22 +197,3 @@ class ActorRef:
             return await slot.wait()
         finally:
             expiry.cancel()
-
-    async def _ask_remote(
-        self, router: Router, home: str, message: Any, timeout: float, message_id: str | None
-    ) -> Any:
-        system = self._system
-        target = self.id
-        slot = ReplySlot()
-        env = system.make_envelope(target, message, slot, message_id)
-        env.reply_to = system.node_name
-        env.deadline = time.time() + timeout
-        message_id = env.message_id
-        router.expect_reply(message_id, slot)
-        expiry = system.timers.call_later(timeout, _expire, slot, target, message, timeout)
-        try:
-            router.send(home, env)
-            return await slot.wait()
-        finally:
-            expiry.cancel()
-            router.forget_reply(message_id)

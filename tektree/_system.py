@@ -11,9 +11,8 @@ import structlog
 import trio
 from trio.lowlevel import checkpoint
 
-from tektree._actor import Actor, Handler
+from tektree._actor import Actor
 from tektree._codec import roundtrip
-from tektree._context import ActorContext
 from tektree._envelope import Envelope
 from tektree._errors import ActorFailed, NodeStopping, UnknownActorKind
 from tektree._ids import ActorId
@@ -168,7 +167,7 @@ class ActorSystem:
             raise UnknownActorKind(env.target.kind, tuple(sorted(self.pools)))
         env.ack = ack
         if env.reply_to is not None and router is not None:
-            env.reply = router.reply_for(env)
+            reply = env.reply = router.reply_for(env)
             if inline:
                 cell = pool.cells.get(env.target.key)
                 handler = pool.handlers.get(type(env.message))
@@ -177,7 +176,13 @@ class ActorSystem:
                     and handler is not None
                     and can_run_inline(pool, cell, handler)
                 ):
-                    return _run_inbound(pool, cell, handler, env)
+                    done, value = pool.run_inline_nowait(cell, handler, env)
+                    if not done:
+                        return _finish_inbound(env, value)
+                    reply.set_value(value)  # RemoteReply: acks, then sends the reply
+                    if env.ack is not None:
+                        env.ack()
+                    return None
         pool.deliver_nowait(env, force=True)
         return None
 
@@ -228,11 +233,11 @@ class ActorSystem:
         return {kind: pool.statistics() for kind, pool in self.pools.items()}
 
 
-async def _run_inbound(pool: ActorPool, cell: ActorContext, handler: Handler,
-                       env: Envelope) -> None:
-    """An inbound ask handled in the calling task (``deliver_inbound(inline=True)``)."""
+async def _finish_inbound(env: Envelope, rest: Awaitable[Any]) -> None:
+    """The end of an inbound ask handled inline (``deliver_inbound(inline=True)``) whose turn
+    had more to do after its handler (``ActorPool.run_inline_nowait``): reply, then ack."""
     try:
-        result = await pool.run_inline(cell, handler, env)
+        result = await rest
     except ActorFailed:
         return  # the pool failed the ask and acked it, and its supervisor took over
     except Exception as exc:  # after the handler (a passivation it asked for failed)

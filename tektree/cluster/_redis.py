@@ -62,6 +62,11 @@ class RedisLink:
                          error=repr(error))
             self._ready_event = trio.Event()
 
+    def succeeded(self) -> None:
+        """A call made outside :meth:`call` succeeded: Redis is reachable."""
+        if not self.ready:
+            self._mark(True)
+
     async def wait_ready(self) -> None:
         await self._ready_event.wait()
 
@@ -70,11 +75,18 @@ class RedisLink:
         fn: Callable[[coredis.Redis[bytes]], Awaitable[T]],
         *,
         retry: bool = True,
+        failed: BaseException | None = None,
     ) -> T:
-        """Run ``fn(client)``; on a transient error retry with backoff until it succeeds."""
+        """Run ``fn(client)``; on a transient error retry with backoff until it succeeds.
+
+        ``failed``: the caller made the first attempt itself (a hot path that spares this
+        wrapper) and it raised ``failed``; it is handled as if ``fn`` had raised it."""
         attempt = 0
         while True:
             try:
+                if failed is not None:
+                    error, failed = failed, None
+                    raise error
                 result = await fn(self.client)
             except TRANSIENT_ERRORS as exc:
                 if isinstance(exc, OSError) and exc.errno not in (

@@ -22,7 +22,7 @@ Redis link, its stream transport, its lease manager and its membership, installs
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -104,13 +104,14 @@ async def cluster_service(
     async with open_redis_link(config.redis.url) as link:
         router_box: list[ClusterRouter] = []
 
-        async def on_frames(batch: list[Inbound]) -> None:
+        def on_frames(batch: list[Inbound]) -> Awaitable[None] | None:
             router = router_box[0]
-            for inbound in batch:
+            for i, inbound in enumerate(batch):
                 inline = router.on_frame(inbound.stream, inbound.entry_id, inbound.frame,
                                          inline=True)
-                if inline is not None:
-                    await inline  # an ask handled right here: before the next frame
+                if inline is not None:  # an ask handled right here: before the next frame
+                    return _on_frames_from(router, inline, batch, i + 1)
+            return None  # no coroutine for a batch handled synchronously (replies, tells)
 
         transport = StreamTransport(link, node=node.name, on_frames=on_frames)
 
@@ -178,6 +179,18 @@ async def cluster_service(
                 node.metrics.unregister(collector)
                 node.readiness.pop("redis", None)
                 node.readiness.pop("membership", None)
+
+
+async def _on_frames_from(
+    router: ClusterRouter, inline: Awaitable[None], batch: list[Inbound], start: int
+) -> None:
+    """The rest of a batch from ``batch[start]`` on, once ``inline`` (the ask before it, handled
+    in this task) is done; the asks among them are handled inline too, in order."""
+    await inline
+    for inbound in batch[start:]:
+        more = router.on_frame(inbound.stream, inbound.entry_id, inbound.frame, inline=True)
+        if more is not None:
+            await more
 
 
 class ClusterCollector(Collector):

@@ -111,7 +111,9 @@ class FrameWriter:
         self._enqueued = 0  # sends and acks accepted so far
         self._written = 0  # ... of which written and confirmed
         self._wake = trio.Event()
-        self._progress = trio.Event()
+        # Set (then dropped) when writes are confirmed; made only when someone waits for one:
+        # most confirmations (one per ask or reply) have nobody waiting.
+        self._progress: trio.Event | None = None
         self._pumping = False  # the send loop is writing: sends only buffer
         self._refused = False  # Redis refused frames: the send loop backs off, then retries
         self._need_script = True  # load the XADD script before the next write of many frames
@@ -124,6 +126,7 @@ class FrameWriter:
         # can be (coredis costs ~300 us of Python per command, a trio round trip ~50 us).
         self._writer = RespWire(link.url)
         self._heads: dict[tuple[str, int], bytes] = {}
+        self._xadd_heads: dict[str, bytes] = {}  # by destination node: one frame's XADD
         self._ack_heads: dict[str, tuple[bytes, bytes]] = {}
 
     def inbox_of(self, node: str) -> str:
@@ -158,7 +161,7 @@ class FrameWriter:
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._pending >= self.max_buffered_frames:
             self._wake.set()
-            await self._progress.wait()
+            await self._progress_event().wait()
         self.send(dest_node, frame)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -184,8 +187,22 @@ class FrameWriter:
         while self._written < target or self._acks_in_flight:
             if self._written < target:
                 self._wake.set()  # the reader's acks need no writer: it reports their write
-            await self._progress.wait()
+            await self._progress_event().wait()
         await trio.lowlevel.checkpoint()
+
+    def _progress_event(self) -> trio.Event:
+        """The event the next confirmation of a write sets."""
+        event = self._progress
+        if event is None:
+            event = self._progress = trio.Event()
+        return event
+
+    def _made_progress(self) -> None:
+        """Writes were confirmed: wake whoever waits for that."""
+        event = self._progress
+        if event is not None:
+            self._progress = None
+            event.set()
 
     def _write_now(self) -> bool:
         """The direct path: if no write is in flight, write everything buffered now. False
@@ -210,27 +227,36 @@ class FrameWriter:
         if not out and not acks:
             return
         batch = _Batch(out, acks, self._enqueued)
+        chunks = batch.chunks
         parts: list[bytes] = []
+        total = 0
         for dest, frames in out.items():
-            inbox = self.inbox_of(dest)
             if len(frames) == 1:  # the common case (an ask, a reply): one plain XADD
                 frame = frames[0]
-                batch.chunks.append((dest, frames))
-                parts += (self._head(inbox, 1), b"$%d\r\n" % len(frame), frame, b"\r\n")
+                chunks.append((dest, frames))
+                head = self._xadd_heads.get(dest)
+                if head is None:
+                    head = self._xadd_heads[dest] = self._head(self.inbox_of(dest), 1)
+                parts += (head, b"$%d\r\n" % len(frame), frame, b"\r\n")
+                total += 1
                 continue
+            inbox = self.inbox_of(dest)
+            total += len(frames)
             for i in range(0, len(frames), XADD_CHUNK):
                 chunk = frames[i : i + XADD_CHUNK]
-                batch.chunks.append((dest, chunk))
+                chunks.append((dest, chunk))
                 parts.append(self._head(inbox, len(chunk)))
                 for frame in chunk:
                     parts.append(b"$%d\r\n" % len(frame))
                     parts.append(frame)
                     parts.append(b"\r\n")
+        acked = 0
         for stream, ids in acks.items():
             parts.append(self._ack_commands(stream, ids))
-            batch.acked += len(ids)
-        batch.frames = sum(len(chunk) for _, chunk in batch.chunks)
-        batch.count = len(batch.chunks) + 2 * len(acks)
+            acked += len(ids)
+        batch.acked = acked
+        batch.frames = total
+        batch.count = len(chunks) + 2 * len(acks)
         self._inflight = batch
         self._replies = []
         self._writer.write_nowait(b"".join(parts))
@@ -260,7 +286,10 @@ class FrameWriter:
         if not replies:
             return
         got = self._replies
-        got.extend(replies)
+        if got:
+            got.extend(replies)
+        else:
+            got = self._replies = replies
         if len(got) >= batch.count:
             self._inflight = None
             self._replies = []
@@ -277,8 +306,7 @@ class FrameWriter:
             self._sent += batch.frames
             self._acked += batch.acked
             self._written = batch.upto if self._out or self._acks else self._enqueued
-            self._progress.set()
-            self._progress = trio.Event()
+            self._made_progress()
             return
         chunks = batch.chunks
         for reply in replies[len(chunks) :]:
@@ -313,8 +341,7 @@ class FrameWriter:
             self._written = self._enqueued
         else:
             self._written = batch.upto
-        self._progress.set()
-        self._progress = trio.Event()
+        self._made_progress()
 
     def _writer_lost(self) -> None:
         """The writer's connection broke: what was in flight goes back to the front of the
@@ -377,8 +404,7 @@ class FrameWriter:
                     continue
                 if not self._out and not self._acks:
                     self._written = self._enqueued
-                    self._progress.set()
-                    self._progress = trio.Event()
+                    self._made_progress()
                     return
                 self._start_batch()
         except RespConnectionError:
@@ -396,6 +422,9 @@ class FrameWriter:
             xack = encode_command(["XACK", stream, self.group]).split(b"\r\n", 1)[1]
             xdel = encode_command(["XDEL", stream]).split(b"\r\n", 1)[1]
             heads = self._ack_heads[stream] = (xack, xdel)
+        if len(ids) == 1:  # the common case: the ack of one ask or reply
+            arg = b"$%d\r\n%s\r\n" % (len(ids[0]), ids[0])
+            return b"".join((b"*4\r\n", heads[0], arg, b"*3\r\n", heads[1], arg))
         args = b"".join([b"$%d\r\n%s\r\n" % (len(i), i) for i in ids])
         return b"".join(
             (b"*%d\r\n" % (len(ids) + 3), heads[0], args, b"*%d\r\n" % (len(ids) + 2), heads[1],

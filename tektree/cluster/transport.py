@@ -37,7 +37,7 @@ from coredis.response.types import StreamEntry
 from tektree._codec import decode_envelope
 from tektree._envelope import Envelope
 from tektree._errors import CodecError
-from tektree.cluster._redis import RedisLink
+from tektree.cluster._redis import TRANSIENT_ERRORS, RedisLink
 from tektree.cluster._resp import RespConnectionError, RespError, encode_command
 from tektree.cluster._wire import RespWire
 from tektree.cluster._writer import FIELD, FrameWriter, TransportBackpressure
@@ -164,7 +164,12 @@ class StreamTransport(FrameWriter):
             acks: list[list[bytes] | None] = [carry]  # counted in _acks_in_flight already
             carry = None
             try:
-                batch = await self._link.call(self._reader(acks))
+                try:  # the first attempt without RedisLink.call's wrapping: the hot path
+                    batch = await self._read(acks)
+                except TRANSIENT_ERRORS as exc:
+                    batch = await self._link.call(self._reader(acks), failed=exc)
+                else:
+                    self._link.succeeded()
             except RespError as exc:
                 if exc.kind != "NOGROUP":
                     raise
@@ -200,18 +205,15 @@ class StreamTransport(FrameWriter):
     def _reader(
         self, acks: list[list[bytes] | None]
     ) -> Callable[[object], Awaitable[list[Inbound]]]:
-        """One read for ``RedisLink.call``: new entries (blocking), or our pending history when
-        there is some, or when the first attempt failed (its reply may have been lost).
+        """The reads for ``RedisLink.call`` after a first attempt failed: our pending history
+        first (the failed read's reply may have been lost), then new entries (blocking).
 
         The read carries ``acks[0]``, acks of our inbox (``XACK`` + ``XDEL`` ahead of the
         ``XREADGROUP`` in one write): they cost no round trip of their own. Once written,
         ``acks[0]`` becomes ``None``."""
-        attempts = 0
 
         async def read(_: object) -> list[Inbound]:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1 and self._history_from is None:
+            if self._history_from is None:
                 self._history_from = self._last_read
             return await self._read(acks)
 
@@ -235,7 +237,8 @@ class StreamTransport(FrameWriter):
             if not wire.connected:
                 await wire.connect()
             wire.write_nowait(payload)
-            await wire.drain()
+            if wire.unsent:
+                await wire.drain()
             replies: list[Any] = []
             while True:
                 await wire.wait_readable()  # a blocking read: nothing is there yet
@@ -265,8 +268,7 @@ class StreamTransport(FrameWriter):
         self._acked += len(ids)
         acks[0] = None
         self._acks_in_flight -= 1
-        self._progress.set()
-        self._progress = trio.Event()
+        self._made_progress()
 
     @overload
     def decode_or_skip(self, inbound: Inbound) -> Envelope | None: ...
