@@ -273,29 +273,34 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
                 if version:
                     versions[user] = version
                 statuses.append("pending")
+        ranks: dict[str, int | None] = {}
         if events:
-            stored = await self._persist_published(events, sorted(touched))
+            stored, ranks = await self._persist_published(events, sorted(touched))
             statuses = [
                 s if s != "pending" else ("applied" if m.event_id in stored else "duplicate")
                 for s, m in zip(statuses, msgs, strict=True)
             ]
-        return [{"status": s, "rank": board.rank(m.user_id)}
+        rank = board.rank
+        return [{"status": s, "rank": ranks[m.user_id] if m.user_id in ranks else rank(m.user_id)}
                 for s, m in zip(statuses, msgs, strict=True)]
 
     async def _persist_published(
         self, events: list[tuple[str, dict[str, Any]]], users: list[str]
-    ) -> set[str]:
+    ) -> tuple[set[str], dict[str, int | None]]:
         """``persist_each``; then the places of ``users`` in Redis (cluster mode); then one
-        rank-change payload for the lot. The ids appended."""
-        before = {user: self.board.visible_key(user) for user in users}
+        rank-change payload for the lot. The ids appended, and the ranks of ``users`` now
+        (empty when nothing was appended)."""
+        board = self.board
+        before = {user: board.visible_key(user) for user in users}
         stored = await self.persist_each(events)
-        if stored:
-            await self._index(users)
-            changes, omitted = self.board.rank_changes(before, self.rank_change_limit)
-            if changes:
-                await self._publish({"board": self.name, "version": self.seq,
-                                     "changes": changes, "omitted": omitted})
-        return stored
+        if not stored:
+            return stored, {}
+        await self._index(users)
+        changes, omitted, ranks = self.board.moves(before, self.rank_change_limit)
+        if changes:
+            await self._publish({"board": self.name, "version": self.seq,
+                                 "changes": changes, "omitted": omitted})
+        return stored, ranks
 
     @handler
     async def opt_out(self, msg: OptOut) -> dict[str, Any]:

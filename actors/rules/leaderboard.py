@@ -255,34 +255,59 @@ class Leaderboard:
         between the movers' old and new places shift by a constant within each gap between
         those places, so the gaps are counted with bisections, not walked.
         """
+        changes, omitted, _ = self.moves(before, limit)
+        return changes, omitted
+
+    def moves(
+        self, before: Mapping[str, tuple[int, int, str] | None], limit: int
+    ) -> tuple[list[dict[str, Any]], int, dict[str, int | None]]:
+        """:meth:`rank_changes`, and the rank now of each user of ``before`` (None when not
+        ranked), found on the way: a caller replying with those ranks need not look them up
+        again. One bisection of the board per old or new place of a mover."""
         _check_count(limit, "limit")
         ranked = self._ranked
-        now = {user: self.visible_key(user) for user in before}
+        keys, hidden = self._keys, self._opted_out
+        now = {user: None if user in hidden else keys.get(user) for user in before}
         old_keys = sorted(k for k in before.values() if k is not None)
         new_keys = sorted(k for k in now.values() if k is not None)
+        # Where each old and new place is in the board now (bisect_left). A key is in the board
+        # iff it is a mover's new key: a key names its user, and a mover's old key that is not
+        # their new one was removed.
+        places: dict[_Key, int] = {}
+        ranks: dict[str, int | None] = {}
         movers: list[dict[str, Any]] = []
         for user, old in before.items():
             new = now[user]  # even at the same key, a mover may have been passed by others
             # Before: the non-movers above ``old`` (they are above it now too) + the movers.
-            previous = None if old is None else (
-                ranked.bisect_left(old) - bisect.bisect_left(new_keys, old)
-                + bisect.bisect_left(old_keys, old) + 1)
-            rank = None if new is None else ranked.bisect_left(new) + 1
+            previous = rank = None
+            if old is not None:
+                place = places.get(old)
+                if place is None:
+                    place = places[old] = ranked.bisect_left(old)
+                previous = (place - bisect.bisect_left(new_keys, old)
+                            + bisect.bisect_left(old_keys, old) + 1)
+            if new is not None:
+                place = places.get(new)
+                if place is None:
+                    place = places[new] = ranked.bisect_left(new)
+                rank = place + 1
+            ranks[user] = rank
             if rank != previous:
                 movers.append({"rank": rank, "user_id": user, "previous_rank": previous,
                                "score": None if new is None else -new[0]})
         movers.sort(key=lambda c: (c["rank"] is None, c["rank"] or 0, c["previous_rank"] or 0))
         # The gaps between the movers' keys, old and new: a non-mover in a gap moved by
         # (movers above it before) - (movers above it now), the same for the whole gap.
-        bounds = sorted({*old_keys, *new_keys})
+        bounds = sorted(places)
+        present = set(new_keys)
         changes = movers[:limit]
         total = len(movers)
         for i, low in enumerate(bounds):
             shift = bisect.bisect_right(old_keys, low) - bisect.bisect_right(new_keys, low)
             if shift == 0:
                 continue
-            first = ranked.bisect_right(low)
-            stop = ranked.bisect_left(bounds[i + 1]) if i + 1 < len(bounds) else len(ranked)
+            first = places[low] + (low in present)  # bisect_right
+            stop = places[bounds[i + 1]] if i + 1 < len(bounds) else len(ranked)
             if stop <= first:
                 continue
             total += stop - first
@@ -292,7 +317,7 @@ class Leaderboard:
                                            start=first + 1):
                     changes.append({"rank": rank, "user_id": key[2],
                                     "previous_rank": rank + shift, "score": -key[0]})
-        return changes, total - len(changes)
+        return changes, total - len(changes), ranks
 
     def _entries(self, start: int, stop: int) -> list[Entry]:
         return [
