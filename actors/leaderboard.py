@@ -2,7 +2,9 @@ r"""``LeaderboardActor``: one board (``global``, ``weekly:2025-W50``, ``area:<id
 
 The board is the pure :class:`~actors.rules.Leaderboard` (a sorted list in memory), made durable
 by event sourcing: each accepted ``SetScore`` / ``OptOut`` is one journal event appended under its
-``event_id`` (a redelivered update appends nothing), and the whole board is snapshotted on
+``event_id`` (a redelivered update appends nothing; a score's reach time is ``at_us``, µs since
+the epoch as in the snapshot, where events journaled before it hold ``at``, ISO 8601 text, still
+read), and the whole board is snapshotted on
 passivation and every ``max(snapshot_every, scored users)`` events (a snapshot writes the whole
 board, O(n): taken every n events its cost per update stays O(1); recovery reads one document
 plus a tail of at most as many small events as the board has users).
@@ -64,8 +66,9 @@ from typing import Any, ClassVar, Final
 import attrs
 
 from actors.rules import Clock, Leaderboard, SystemClock, board_key, parse_board
+from actors.rules.leaderboard import micros
 from tektree import batch_handler, handler, message
-from tektree.persistence import EventSourcedActor, Journal, format_timestamp
+from tektree.persistence import EventSourcedActor, Journal
 
 __all__ = [
     "LEADERBOARD_KIND",
@@ -228,8 +231,10 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
         else:
             self.board.opt_in(user)
         if event["type"] == SCORE:
-            at = dt.datetime.fromisoformat(event["at"].replace("Z", "+00:00"))
-            self.board.set_score(user, event["score"], at)
+            reached = event.get("at_us")
+            if reached is None:  # journaled before at_us: ISO 8601 text
+                reached = micros(dt.datetime.fromisoformat(event["at"]))
+            self.board.set_score_at(user, event["score"], reached)
         return state
 
     async def snapshot(self) -> None:
@@ -266,7 +271,7 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
                 at = msg.at if msg.at is not None else self.clock.now()
                 events.append((msg.event_id, {
                     "type": SCORE, "user": user, "score": msg.score,
-                    "at": format_timestamp(at), "version": version,
+                    "at_us": micros(at), "version": version,
                     "opted_out": msg.opted_out}))  # fmt: skip
                 ids.add(msg.event_id)
                 touched.add(user)

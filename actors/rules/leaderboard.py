@@ -46,6 +46,7 @@ __all__ = [
     "Leaderboard",
     "area_board",
     "board_key",
+    "micros",
     "parse_board",
     "weekly_board",
 ]
@@ -57,7 +58,6 @@ BOARD_KEY_PREFIX: Final = "leaderboard:"
 
 _SNAPSHOT_VERSION: Final = 1
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MICROSECOND: Final = dt.timedelta(microseconds=1)
 _AREA_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BOARD_FORMS: Final = (
     "a board name is 'global', 'weekly:YYYY-Www' (an ISO week, e.g. 'weekly:2025-W50') or "
@@ -107,12 +107,15 @@ def _check_count(value: object, name: str) -> int:
     return value
 
 
-def _micros(at: object) -> int:
+def micros(at: object) -> int:
+    """``at`` (a timezone-aware datetime) in µs since the epoch: a reach time as the board
+    keeps it (and :meth:`Leaderboard.snapshot` stores it)."""
     if not isinstance(at, dt.datetime):
         raise TypeError(f"at = {at!r}: must be a timezone-aware datetime")
     if at.utcoffset() is None:
         raise ValueError(f"at = {at!r} is naive; rules take timezone-aware datetimes (use UTC)")
-    return (at - _EPOCH) // _MICROSECOND
+    delta = at - _EPOCH  # exact; ``delta // timedelta(microseconds=1)`` costs ~5x more
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 class Leaderboard:
@@ -133,9 +136,19 @@ class Leaderboard:
         _check_score(score)
         old = self._keys.get(user)
         if old is not None and old[0] == -score:
-            _micros(at)  # the same checks as a change, so a bad ``at`` is never silent
+            micros(at)  # the same checks as a change, so a bad ``at`` is never silent
             return
-        self._put(user, (-score, _micros(at), user), old)
+        self._put(user, (-score, micros(at), user), old)
+
+    def set_score_at(self, user: str, score: int, reached: int) -> None:
+        """:meth:`set_score` with the time in µs since the epoch (see :func:`micros`)."""
+        _check_user(user)
+        _check_score(score)
+        if type(reached) is not int:
+            raise TypeError(f"reached = {reached!r}: a reach time is an int of µs")
+        old = self._keys.get(user)
+        if old is None or old[0] != -score:
+            self._put(user, (-score, reached, user), old)
 
     def add(self, user: str, delta: int, at: dt.datetime) -> int:
         """Add ``delta`` (may be negative) to ``user``'s score (0 if absent); the new score."""
@@ -144,9 +157,9 @@ class Leaderboard:
         old = self._keys.get(user)
         score = (0 if old is None else -old[0]) + delta
         if old is not None and delta == 0:
-            _micros(at)
+            micros(at)
             return score
-        self._put(user, (-score, _micros(at), user), old)
+        self._put(user, (-score, micros(at), user), old)
         return score
 
     def _put(self, user: str, key: _Key, old: _Key | None) -> None:
