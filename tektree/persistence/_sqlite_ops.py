@@ -278,7 +278,35 @@ def commit_batch(
     conn: sqlite3.Connection, registry: Registry, known: set[str], batch: Sequence[WriteRequest]
 ) -> set[str]:
     """Run every request of ``batch`` in one transaction, each under its own SAVEPOINT so that
-    one request's error rolls back only that request. Returns the tables created."""
+    one request's error rolls back only that request. Returns the tables created.
+
+    A batch of plain document writes is first run without the savepoints (two statements per
+    request fewer): if none of its requests fails, the outcome is the same; if one does, that
+    transaction is rolled back whole and the batch runs again, savepoint by savepoint."""
+    if all(isinstance(op, _DATA_OPS) for req in batch for op in req.ops):
+        try:
+            return _commit(conn, registry, known, batch, isolated=False)
+        except _RequestFailed:
+            for req in batch:
+                req.error, req.results = None, []
+    return _commit(conn, registry, known, batch, isolated=True)
+
+
+_DATA_OPS: Final = (InsertOp, UpdateOp, DeleteOp)
+
+
+class _RequestFailed(Exception):
+    """A request of a batch run without savepoints failed: the transaction was rolled back."""
+
+
+def _commit(
+    conn: sqlite3.Connection,
+    registry: Registry,
+    known: set[str],
+    batch: Sequence[WriteRequest],
+    *,
+    isolated: bool,
+) -> set[str]:
     created: set[str] = set()
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -288,6 +316,13 @@ def commit_batch(
                     conn.execute(create_table_sql(op.collection))
                     created.add(op.collection)
         for req in batch:
+            if not isolated:
+                try:
+                    req.results = [run_op(conn, registry, op) for op in req.ops]
+                except Exception:
+                    conn.execute("ROLLBACK")
+                    raise _RequestFailed from None
+                continue
             conn.execute("SAVEPOINT w")
             try:
                 req.results = [run_op(conn, registry, op) for op in req.ops]
@@ -297,6 +332,8 @@ def commit_batch(
             conn.execute("RELEASE w")
         registry.text.apply_all(conn)  # after the last savepoint: one FTS flush per commit
         conn.execute("COMMIT")
+    except _RequestFailed:
+        raise
     except BaseException as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")

@@ -87,6 +87,37 @@ async def test_group_commit_isolates_one_writers_violation(tmp_path: Path) -> No
         assert stats.batched_writes == stats.operations["insert"].count + 1
 
 
+async def test_a_failed_writer_in_a_batch_keeps_the_others_and_their_new_tables(
+    tmp_path: Path,
+) -> None:
+    # A batch runs first without savepoints; a failure rolls it all back and it runs again,
+    # each writer in its own savepoint: the tables the others created are there at the end.
+    async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        await store.insert("u", {"_id": "taken"})
+        failed: list[str] = []
+
+        async def write(i: int) -> None:
+            if i == 3:
+                try:
+                    await store.insert("u", {"_id": "taken"})
+                except DuplicateKeyError as exc:
+                    failed.append(str(exc.key))
+                return
+            async with store.unit() as unit:
+                unit.insert(f"fresh{i % 2}", {"_id": f"d{i}"})
+                unit.update("u", f"c{i}", {"$inc": {"n": 1}}, upsert=True)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(8):
+                nursery.start_soon(write, i)
+        assert failed == ["{'_id': 'taken'}"]
+        assert store.statistics().largest_batch > 1
+        assert (await store.count("fresh0"), await store.count("fresh1")) == (4, 3)
+        assert await store.count("u", {"n": 1}) == 7
+        await store.insert("fresh0", {"_id": "after"})  # the writer knows the table
+        assert await store.count("fresh0") == 5
+
+
 async def test_cancelled_queued_write_changes_nothing(tmp_path: Path) -> None:
     async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
         async with trio.open_nursery() as nursery:
