@@ -2,7 +2,9 @@ r"""``LeaderboardActor``: one board (``global``, ``weekly:2025-W50``, ``area:<id
 
 The board is the pure :class:`~actors.rules.Leaderboard` (a sorted list in memory), made durable
 by event sourcing: each accepted ``SetScore`` / ``OptOut`` is one journal event appended under its
-``event_id`` (a redelivered update appends nothing), and the whole board is snapshotted on
+``event_id`` (a redelivered update appends nothing; a score's reach time is ``at_us``, µs since
+the epoch as in the snapshot, where events journaled before it hold ``at``, ISO 8601 text, still
+read), and the whole board is snapshotted on
 passivation and every ``max(snapshot_every, scored users)`` events (a snapshot writes the whole
 board, O(n): taken every n events its cost per update stays O(1); recovery reads one document
 plus a tail of at most as many small events as the board has users).
@@ -64,8 +66,9 @@ from typing import Any, ClassVar, Final
 import attrs
 
 from actors.rules import Clock, Leaderboard, SystemClock, board_key, parse_board
+from actors.rules.leaderboard import micros
 from tektree import batch_handler, handler, message
-from tektree.persistence import EventSourcedActor, Journal, format_timestamp
+from tektree.persistence import EventSourcedActor, Journal
 
 __all__ = [
     "LEADERBOARD_KIND",
@@ -228,8 +231,10 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
         else:
             self.board.opt_in(user)
         if event["type"] == SCORE:
-            at = dt.datetime.fromisoformat(event["at"].replace("Z", "+00:00"))
-            self.board.set_score(user, event["score"], at)
+            reached = event.get("at_us")
+            if reached is None:  # journaled before at_us: ISO 8601 text
+                reached = micros(dt.datetime.fromisoformat(event["at"]))
+            self.board.set_score_at(user, event["score"], reached)
         return state
 
     async def snapshot(self) -> None:
@@ -266,36 +271,41 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
                 at = msg.at if msg.at is not None else self.clock.now()
                 events.append((msg.event_id, {
                     "type": SCORE, "user": user, "score": msg.score,
-                    "at": format_timestamp(at), "version": version,
+                    "at_us": micros(at), "version": version,
                     "opted_out": msg.opted_out}))  # fmt: skip
                 ids.add(msg.event_id)
                 touched.add(user)
                 if version:
                     versions[user] = version
                 statuses.append("pending")
+        ranks: dict[str, int | None] = {}
         if events:
-            stored = await self._persist_published(events, sorted(touched))
+            stored, ranks = await self._persist_published(events, sorted(touched))
             statuses = [
                 s if s != "pending" else ("applied" if m.event_id in stored else "duplicate")
                 for s, m in zip(statuses, msgs, strict=True)
             ]
-        return [{"status": s, "rank": board.rank(m.user_id)}
+        rank = board.rank
+        return [{"status": s, "rank": ranks[m.user_id] if m.user_id in ranks else rank(m.user_id)}
                 for s, m in zip(statuses, msgs, strict=True)]
 
     async def _persist_published(
         self, events: list[tuple[str, dict[str, Any]]], users: list[str]
-    ) -> set[str]:
+    ) -> tuple[set[str], dict[str, int | None]]:
         """``persist_each``; then the places of ``users`` in Redis (cluster mode); then one
-        rank-change payload for the lot. The ids appended."""
-        before = {user: self.board.visible_key(user) for user in users}
+        rank-change payload for the lot. The ids appended, and the ranks of ``users`` now
+        (empty when nothing was appended)."""
+        board = self.board
+        before = {user: board.visible_key(user) for user in users}
         stored = await self.persist_each(events)
-        if stored:
-            await self._index(users)
-            changes, omitted = self.board.rank_changes(before, self.rank_change_limit)
-            if changes:
-                await self._publish({"board": self.name, "version": self.seq,
-                                     "changes": changes, "omitted": omitted})
-        return stored
+        if not stored:
+            return stored, {}
+        await self._index(users)
+        changes, omitted, ranks = self.board.moves(before, self.rank_change_limit)
+        if changes:
+            await self._publish({"board": self.name, "version": self.seq,
+                                 "changes": changes, "omitted": omitted})
+        return stored, ranks
 
     @handler
     async def opt_out(self, msg: OptOut) -> dict[str, Any]:

@@ -46,6 +46,7 @@ __all__ = [
     "Leaderboard",
     "area_board",
     "board_key",
+    "micros",
     "parse_board",
     "weekly_board",
 ]
@@ -57,7 +58,6 @@ BOARD_KEY_PREFIX: Final = "leaderboard:"
 
 _SNAPSHOT_VERSION: Final = 1
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MICROSECOND: Final = dt.timedelta(microseconds=1)
 _AREA_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BOARD_FORMS: Final = (
     "a board name is 'global', 'weekly:YYYY-Www' (an ISO week, e.g. 'weekly:2025-W50') or "
@@ -107,12 +107,15 @@ def _check_count(value: object, name: str) -> int:
     return value
 
 
-def _micros(at: object) -> int:
+def micros(at: object) -> int:
+    """``at`` (a timezone-aware datetime) in µs since the epoch: a reach time as the board
+    keeps it (and :meth:`Leaderboard.snapshot` stores it)."""
     if not isinstance(at, dt.datetime):
         raise TypeError(f"at = {at!r}: must be a timezone-aware datetime")
     if at.utcoffset() is None:
         raise ValueError(f"at = {at!r} is naive; rules take timezone-aware datetimes (use UTC)")
-    return (at - _EPOCH) // _MICROSECOND
+    delta = at - _EPOCH  # exact; ``delta // timedelta(microseconds=1)`` costs ~5x more
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 class Leaderboard:
@@ -133,9 +136,19 @@ class Leaderboard:
         _check_score(score)
         old = self._keys.get(user)
         if old is not None and old[0] == -score:
-            _micros(at)  # the same checks as a change, so a bad ``at`` is never silent
+            micros(at)  # the same checks as a change, so a bad ``at`` is never silent
             return
-        self._put(user, (-score, _micros(at), user), old)
+        self._put(user, (-score, micros(at), user), old)
+
+    def set_score_at(self, user: str, score: int, reached: int) -> None:
+        """:meth:`set_score` with the time in µs since the epoch (see :func:`micros`)."""
+        _check_user(user)
+        _check_score(score)
+        if type(reached) is not int:
+            raise TypeError(f"reached = {reached!r}: a reach time is an int of µs")
+        old = self._keys.get(user)
+        if old is None or old[0] != -score:
+            self._put(user, (-score, reached, user), old)
 
     def add(self, user: str, delta: int, at: dt.datetime) -> int:
         """Add ``delta`` (may be negative) to ``user``'s score (0 if absent); the new score."""
@@ -144,9 +157,9 @@ class Leaderboard:
         old = self._keys.get(user)
         score = (0 if old is None else -old[0]) + delta
         if old is not None and delta == 0:
-            _micros(at)
+            micros(at)
             return score
-        self._put(user, (-score, _micros(at), user), old)
+        self._put(user, (-score, micros(at), user), old)
         return score
 
     def _put(self, user: str, key: _Key, old: _Key | None) -> None:
@@ -255,34 +268,59 @@ class Leaderboard:
         between the movers' old and new places shift by a constant within each gap between
         those places, so the gaps are counted with bisections, not walked.
         """
+        changes, omitted, _ = self.moves(before, limit)
+        return changes, omitted
+
+    def moves(
+        self, before: Mapping[str, tuple[int, int, str] | None], limit: int
+    ) -> tuple[list[dict[str, Any]], int, dict[str, int | None]]:
+        """:meth:`rank_changes`, and the rank now of each user of ``before`` (None when not
+        ranked), found on the way: a caller replying with those ranks need not look them up
+        again. One bisection of the board per old or new place of a mover."""
         _check_count(limit, "limit")
         ranked = self._ranked
-        now = {user: self.visible_key(user) for user in before}
+        keys, hidden = self._keys, self._opted_out
+        now = {user: None if user in hidden else keys.get(user) for user in before}
         old_keys = sorted(k for k in before.values() if k is not None)
         new_keys = sorted(k for k in now.values() if k is not None)
+        # Where each old and new place is in the board now (bisect_left). A key is in the board
+        # iff it is a mover's new key: a key names its user, and a mover's old key that is not
+        # their new one was removed.
+        places: dict[_Key, int] = {}
+        ranks: dict[str, int | None] = {}
         movers: list[dict[str, Any]] = []
         for user, old in before.items():
             new = now[user]  # even at the same key, a mover may have been passed by others
             # Before: the non-movers above ``old`` (they are above it now too) + the movers.
-            previous = None if old is None else (
-                ranked.bisect_left(old) - bisect.bisect_left(new_keys, old)
-                + bisect.bisect_left(old_keys, old) + 1)
-            rank = None if new is None else ranked.bisect_left(new) + 1
+            previous = rank = None
+            if old is not None:
+                place = places.get(old)
+                if place is None:
+                    place = places[old] = ranked.bisect_left(old)
+                previous = (place - bisect.bisect_left(new_keys, old)
+                            + bisect.bisect_left(old_keys, old) + 1)
+            if new is not None:
+                place = places.get(new)
+                if place is None:
+                    place = places[new] = ranked.bisect_left(new)
+                rank = place + 1
+            ranks[user] = rank
             if rank != previous:
                 movers.append({"rank": rank, "user_id": user, "previous_rank": previous,
                                "score": None if new is None else -new[0]})
         movers.sort(key=lambda c: (c["rank"] is None, c["rank"] or 0, c["previous_rank"] or 0))
         # The gaps between the movers' keys, old and new: a non-mover in a gap moved by
         # (movers above it before) - (movers above it now), the same for the whole gap.
-        bounds = sorted({*old_keys, *new_keys})
+        bounds = sorted(places)
+        present = set(new_keys)
         changes = movers[:limit]
         total = len(movers)
         for i, low in enumerate(bounds):
             shift = bisect.bisect_right(old_keys, low) - bisect.bisect_right(new_keys, low)
             if shift == 0:
                 continue
-            first = ranked.bisect_right(low)
-            stop = ranked.bisect_left(bounds[i + 1]) if i + 1 < len(bounds) else len(ranked)
+            first = places[low] + (low in present)  # bisect_right
+            stop = places[bounds[i + 1]] if i + 1 < len(bounds) else len(ranked)
             if stop <= first:
                 continue
             total += stop - first
@@ -292,7 +330,7 @@ class Leaderboard:
                                            start=first + 1):
                     changes.append({"rank": rank, "user_id": key[2],
                                     "previous_rank": rank + shift, "score": -key[0]})
-        return changes, total - len(changes)
+        return changes, total - len(changes), ranks
 
     def _entries(self, start: int, stop: int) -> list[Entry]:
         return [

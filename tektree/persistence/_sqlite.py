@@ -10,7 +10,9 @@ batched onto the store's own reader threads, one ``IN (...)`` query per batch (s
 Group commit: writers append their operations to a queue and wait. The writer task takes
 everything queued, runs it in one ``BEGIN IMMEDIATE ... COMMIT`` in a thread, each writer's
 operations under their own SAVEPOINT (so one writer's unique violation rolls back only its own
-operations), then wakes each writer with its own result or error. While a batch commits, the
+operations), then wakes each writer with its own result or error. (A batch of plain document
+writes first runs without the savepoints; only if one of its writers fails is it rolled back and
+run again with them: see ``commit_batch``.) While a batch commits, the
 next one gathers, so the cost of a commit (an fsync) is shared by everyone waiting.
 
 Durability: WAL with ``synchronous=FULL``: a write is acknowledged only after the WAL is synced,

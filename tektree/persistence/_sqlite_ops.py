@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -183,13 +183,7 @@ def run_op(
 ) -> OpResult:
     """Run one operation on ``conn`` inside the caller's transaction."""
     if isinstance(op, InsertOp):
-        sql = f"INSERT INTO {table(op.collection)} (id, doc) VALUES (?, ?)"
-        for doc in op.docs:
-            try:
-                conn.execute(sql, (doc[ID_FIELD], dumps(op.collection, doc)))
-            except sqlite3.IntegrityError as exc:
-                raise registry.duplicate(exc, op.collection, doc) from None
-        return [str(d[ID_FIELD]) for d in op.docs]
+        return _insert(conn, registry, op)
     if isinstance(op, UpdateOp):
         return _update(conn, registry, op)
     if isinstance(op, DeleteOp):
@@ -200,12 +194,31 @@ def run_op(
     return _ensure_index(conn, registry, op)
 
 
+def _insert(conn: sqlite3.Connection, registry: Registry, op: InsertOp) -> list[str]:
+    """One ``executemany`` for the documents (one cursor, one statement lookup), each encoded
+    as it is bound: the row that fails is the one last encoded."""
+    collection = op.collection
+    last: Document = {}
+
+    def rows() -> Iterator[tuple[Any, str]]:
+        nonlocal last
+        for doc in op.docs:
+            last = doc
+            yield doc[ID_FIELD], dumps(collection, doc)
+
+    try:
+        conn.executemany(f"INSERT INTO {table(collection)} (id, doc) VALUES (?, ?)", rows())
+    except sqlite3.IntegrityError as exc:
+        raise registry.duplicate(exc, collection, last) from None
+    return [str(d[ID_FIELD]) for d in op.docs]
+
+
 def _update(conn: sqlite3.Connection, registry: Registry, op: UpdateOp) -> int:
     clause, params = where(op.conditions)
     t = table(op.collection)
     rows = conn.execute(f"SELECT id, doc FROM {t} WHERE {clause}", params).fetchall()
     for doc_id, text in rows:
-        new = apply_update(json.loads(text), op.update)
+        new = apply_update(json.loads(text), op.update, owned=True)  # decoded here, dumped
         try:
             conn.execute(
                 f"UPDATE {t} SET doc = ? WHERE id = ?", (dumps(op.collection, new), doc_id)
@@ -213,7 +226,7 @@ def _update(conn: sqlite3.Connection, registry: Registry, op: UpdateOp) -> int:
         except sqlite3.IntegrityError as exc:
             raise registry.duplicate(exc, op.collection, new) from None
     if not rows and op.upsert:
-        doc = apply_update(upsert_seed(op.conditions, op.upsert_id), op.update)
+        doc = apply_update(upsert_seed(op.conditions, op.upsert_id), op.update, owned=True)
         run_op(conn, registry, InsertOp(collection=op.collection, docs=(doc,)))
     return len(rows)
 
@@ -265,7 +278,35 @@ def commit_batch(
     conn: sqlite3.Connection, registry: Registry, known: set[str], batch: Sequence[WriteRequest]
 ) -> set[str]:
     """Run every request of ``batch`` in one transaction, each under its own SAVEPOINT so that
-    one request's error rolls back only that request. Returns the tables created."""
+    one request's error rolls back only that request. Returns the tables created.
+
+    A batch of plain document writes is first run without the savepoints (two statements per
+    request fewer): if none of its requests fails, the outcome is the same; if one does, that
+    transaction is rolled back whole and the batch runs again, savepoint by savepoint."""
+    if all(isinstance(op, _DATA_OPS) for req in batch for op in req.ops):
+        try:
+            return _commit(conn, registry, known, batch, isolated=False)
+        except _RequestFailed:
+            for req in batch:
+                req.error, req.results = None, []
+    return _commit(conn, registry, known, batch, isolated=True)
+
+
+_DATA_OPS: Final = (InsertOp, UpdateOp, DeleteOp)
+
+
+class _RequestFailed(Exception):
+    """A request of a batch run without savepoints failed: the transaction was rolled back."""
+
+
+def _commit(
+    conn: sqlite3.Connection,
+    registry: Registry,
+    known: set[str],
+    batch: Sequence[WriteRequest],
+    *,
+    isolated: bool,
+) -> set[str]:
     created: set[str] = set()
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -275,6 +316,13 @@ def commit_batch(
                     conn.execute(create_table_sql(op.collection))
                     created.add(op.collection)
         for req in batch:
+            if not isolated:
+                try:
+                    req.results = [run_op(conn, registry, op) for op in req.ops]
+                except Exception:
+                    conn.execute("ROLLBACK")
+                    raise _RequestFailed from None
+                continue
             conn.execute("SAVEPOINT w")
             try:
                 req.results = [run_op(conn, registry, op) for op in req.ops]
@@ -284,6 +332,8 @@ def commit_batch(
             conn.execute("RELEASE w")
         registry.text.apply_all(conn)  # after the last savepoint: one FTS flush per commit
         conn.execute("COMMIT")
+    except _RequestFailed:
+        raise
     except BaseException as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")

@@ -21,7 +21,7 @@ from actors.leaderboard import (
 )
 from tektree import ActorFailed, Node
 from tektree.cluster.pubsub import LocalPubSub, Subscription
-from tektree.persistence import JOURNAL, SNAPSHOTS
+from tektree.persistence import JOURNAL, SNAPSHOTS, Journal, JournalEvent
 from tektree.testing import open_test_node, test_config
 
 T0 = dt.datetime(2025, 12, 15, tzinfo=dt.UTC)
@@ -159,6 +159,26 @@ async def test_the_board_survives_passivation_and_crash_recovery(tmp_path: Path)
             await node.system.passivate_all()
         assert await ref.ask(Top(limit=10)) == before
         assert (await ref.ask(score("u4", 40, 99, version=1)))["status"] == "stale"
+
+
+async def test_a_journal_of_iso_reach_times_still_folds(tmp_path: Path) -> None:
+    # Score events once held their reach time as ISO text ("at"); they now hold "at_us".
+    old = {"type": "leaderboard.score", "user": "ann", "score": 50,
+           "at": "2025-12-15T00:00:02.000000Z", "version": 1, "opted_out": False}
+    async with board_node(tmp_path) as node:
+        assert node.store is not None
+        await Journal(node.store).append("leaderboard/global", [
+            JournalEvent(event_id="old", event_type="leaderboard.score", data=old)])
+        ref = node.system.ref("leaderboard", "global")
+        await ref.ask(score("bea", 50, 1, version=1))  # the same score, reached a second earlier
+        await ref.ask(score("cid", 50, 3, version=1))
+        assert [e["user_id"] for e in await ref.ask(Top())] == ["bea", "ann", "cid"]
+        assert (await ref.ask(score("ann", 40, 4, version=1)))["status"] == "stale"
+        page = await node.store.find(JOURNAL, {"actor_id": "leaderboard/global"}, sort=[("seq", 1)])
+        assert page.items[1]["data"]["at_us"] == (T0 + dt.timedelta(seconds=1)).timestamp() * 1e6
+        with trio.fail_after(5):
+            await node.system.passivate_all()
+        assert [e["user_id"] for e in await ref.ask(Top())] == ["bea", "ann", "cid"]
 
 
 async def test_bad_board_names_and_arguments_fail_clearly(tmp_path: Path) -> None:

@@ -462,6 +462,7 @@ def test_rank_changes_of_many_movers_agree_with_comparing_every_rank(
         e["rank"] for e in listed[len(moved):])
     if len(listed) < limit:
         assert {e["user_id"] for e in listed} == set(changed)
+    assert board.moves(before, limit) == (listed, omitted, {u: board.rank(u) for u in movers})
 
 
 def test_rank_changes_of_one_mover_list_it_then_whom_it_passed() -> None:

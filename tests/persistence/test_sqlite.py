@@ -87,6 +87,37 @@ async def test_group_commit_isolates_one_writers_violation(tmp_path: Path) -> No
         assert stats.batched_writes == stats.operations["insert"].count + 1
 
 
+async def test_a_failed_writer_in_a_batch_keeps_the_others_and_their_new_tables(
+    tmp_path: Path,
+) -> None:
+    # A batch runs first without savepoints; a failure rolls it all back and it runs again,
+    # each writer in its own savepoint: the tables the others created are there at the end.
+    async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        await store.insert("u", {"_id": "taken"})
+        failed: list[str] = []
+
+        async def write(i: int) -> None:
+            if i == 3:
+                try:
+                    await store.insert("u", {"_id": "taken"})
+                except DuplicateKeyError as exc:
+                    failed.append(str(exc.key))
+                return
+            async with store.unit() as unit:
+                unit.insert(f"fresh{i % 2}", {"_id": f"d{i}"})
+                unit.update("u", f"c{i}", {"$inc": {"n": 1}}, upsert=True)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(8):
+                nursery.start_soon(write, i)
+        assert failed == ["{'_id': 'taken'}"]
+        assert store.statistics().largest_batch > 1
+        assert (await store.count("fresh0"), await store.count("fresh1")) == (4, 3)
+        assert await store.count("u", {"n": 1}) == 7
+        await store.insert("fresh0", {"_id": "after"})  # the writer knows the table
+        assert await store.count("fresh0") == 5
+
+
 async def test_cancelled_queued_write_changes_nothing(tmp_path: Path) -> None:
     async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
         async with trio.open_nursery() as nursery:
@@ -107,6 +138,50 @@ async def test_documents_must_be_json(tmp_path: Path) -> None:
         with pytest.raises(InvalidDocument, match="_id must be a non-empty str"):
             await store.insert("c", {"_id": 5})
         assert await store.count("c") == 0
+
+
+async def test_top_level_keys_are_checked_on_every_document(tmp_path: Path) -> None:
+    async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        await store.insert("c", {"_id": "1", "a": 1})
+        await store.insert("c", {"_id": "2", "a": 2})  # the same keys: checked once, stored
+        for bad in ({"_id": "3", "$a": 1}, {"_id": "3", "a.b": 1}, {"_id": "3", 5: 1}):
+            with pytest.raises(InvalidDocument, match="top-level key"):
+                await store.insert("c", bad)
+        assert await store.count("c") == 2
+
+
+async def test_a_violation_in_insert_many_names_the_document_that_made_it(
+    tmp_path: Path,
+) -> None:
+    async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        await store.ensure_index("c", IndexSpec(fields=[("k", 1)], unique=True, name="k"))
+        await store.insert("c", {"_id": "0", "k": "taken"})
+        docs = [{"_id": "1", "k": "a"}, {"_id": "2", "k": "taken"}, {"_id": "3", "k": "b"}]
+        with pytest.raises(DuplicateKeyError) as info:
+            await store.insert_many("c", docs)
+        assert (info.value.index, info.value.key) == ("k", {"k": "taken"})
+        with pytest.raises(InvalidDocument, match="JSON"):
+            await store.insert_many("c", [{"_id": "4"}, {"_id": "5", "x": object()}])
+        assert await store.count("c") == 1
+        assert await store.insert_many("c", docs[::2]) == ["1", "3"]
+
+
+async def test_updates_never_change_the_callers_values(tmp_path: Path) -> None:
+    # The writer puts an update's values in the stored document uncopied unless two of its
+    # fields overlap, where writing one would change the value another put there.
+    async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        value = {"b": [1], "n": 1}
+        await store.update("c", "x", {"$set": {"a": value}}, upsert=True)
+        await store.update("c", "x", {"$set": {"a": value}, "$push": {"a.b": 2},
+                                      "$inc": {"a.n": 1}})
+        assert value == {"b": [1], "n": 1}
+        assert await store.get("c", "x") == {"_id": "x", "a": {"b": [1, 2], "n": 2}}
+        items = [[1], [2]]
+        await store.update("c", "x", {"$set": {"items": items}, "$push": {"more": items[0]}})
+        await store.update("c", "x", {"$push": {"more": 3}})
+        assert items == [[1], [2]]
+        doc = await store.get("c", "x")
+        assert doc is not None and (doc["items"], doc["more"]) == ([[1], [2]], [[1], 3])
 
 
 async def test_closed_and_unopenable_stores(tmp_path: Path) -> None:
