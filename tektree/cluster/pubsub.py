@@ -178,14 +178,17 @@ class Subscription:
         self.max_queue = max_queue
         self.closed = False
         self._core = core
-        self._queue: deque[Any] = deque()
-        self._lot = trio.lowlevel.ParkingLot()
+        #: The payloads waiting, made when one lands and dropped when drained: an empty deque
+        #: is ~760 bytes, and thousands of idle sockets hold a subscription each.
+        self._queue: deque[Any] | None = None
+        #: Where reading tasks park, made when the first one does (idle sockets have none).
+        self._lot: trio.lowlevel.ParkingLot | None = None
         self._dropped: str | None = None
         self._on_ready = on_ready
 
     def __repr__(self) -> str:
         state = "dropped" if self._dropped else "closed" if self.closed else "open"
-        return f"<Subscription {self.topic!r} {state} {len(self._queue)}/{self.max_queue}>"
+        return f"<Subscription {self.topic!r} {state} {self.pending}/{self.max_queue}>"
 
     @property
     def dropped_reason(self) -> str | None:
@@ -195,15 +198,20 @@ class Subscription:
     @property
     def pending(self) -> int:
         """Payloads queued and not yet read."""
-        return len(self._queue)
+        queue = self._queue
+        return 0 if queue is None else len(queue)
 
     def receive_nowait(self) -> Any:
         """The next payload; ``trio.WouldBlock`` if none is queued.
 
         Raises :class:`SubscriptionDropped` once dropped, ``trio.EndOfChannel`` once closed.
         """
-        if self._queue:
-            return self._queue.popleft()
+        queue = self._queue
+        if queue:
+            payload = queue.popleft()
+            if not queue:
+                self._queue = None
+            return payload
         if self._dropped is not None:
             raise SubscriptionDropped(self.topic, self._dropped)
         if self.closed:
@@ -221,7 +229,10 @@ class Subscription:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return payload
         while True:
-            await self._lot.park()
+            lot = self._lot
+            if lot is None:
+                lot = self._lot = trio.lowlevel.ParkingLot()
+            await lot.park()
             try:
                 return self.receive_nowait()
             except trio.WouldBlock:
@@ -232,9 +243,10 @@ class Subscription:
         if self.closed:
             return
         self.closed = True
-        self._queue.clear()
+        self._queue = None
         self._core._remove(self)
-        self._lot.unpark_all()
+        if self._lot is not None:
+            self._lot.unpark_all()
 
     def _drop(self, reason: str) -> None:
         self._dropped = reason
@@ -347,14 +359,18 @@ class _Topics:
         full: list[Subscription] | None = None
         for sub in subs:
             queue = sub._queue
-            if len(queue) >= sub.max_queue:
+            if queue is None:
+                queue = sub._queue = deque((payload,))
+            elif len(queue) >= sub.max_queue:
                 if full is None:
                     full = []
                 full.append(sub)
                 continue
-            queue.append(payload)
-            if sub._lot:
-                sub._lot.unpark()
+            else:
+                queue.append(payload)
+            lot = sub._lot
+            if lot:
+                lot.unpark()
             elif sub._on_ready is not None and len(queue) == 1:
                 sub._on_ready(sub)
         delivered = len(subs)
