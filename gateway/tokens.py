@@ -287,7 +287,9 @@ class TokenAuthority:
         self.refresh_ttl_seconds = float(refresh_ttl_seconds)
         self.leeway_seconds = float(leeway_seconds)
         self.clock = clock
-        self._verified: OrderedDict[str, AccessClaims] = OrderedDict()
+        #: Verified access tokens by the SHA-256 digest of the token (33 bytes of key, not the
+        #: ~700-character token: thousands of sockets each verify one), oldest first.
+        self._verified: OrderedDict[bytes, AccessClaims] = OrderedDict()
 
     # -- issuing -----------------------------------------------------------------------
     def _sign(self, claims: dict[str, Any], typ: str) -> str:
@@ -332,10 +334,12 @@ class TokenAuthority:
     # -- verifying -----------------------------------------------------------------------
     def verify_access(self, token: str) -> AccessClaims:
         """The claims of a valid access token; :class:`TokenError` with its reason otherwise."""
-        cached = self._verified.get(token)
+        digest = (hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+                  if isinstance(token, str) else b"")
+        cached = self._verified.get(digest)
         if cached is not None:
             self._check_expiry(cached.expires_at)
-            self._verified.move_to_end(token)
+            self._verified.move_to_end(digest)
             return cached
         payload = self._decode(token, "access")
         role = payload.get("role")
@@ -345,7 +349,7 @@ class TokenAuthority:
             user_id=payload["sub"], role=role, token_id=payload["jti"],
             session_id=str(payload.get("sid", "")), issued_at=float(payload["iat"]),
             expires_at=float(payload["exp"]))
-        self._verified[token] = claims
+        self._verified[digest] = claims
         if len(self._verified) > _CACHE_SIZE:
             self._verified.popitem(last=False)
         return claims

@@ -284,6 +284,9 @@ class WsHub:
             await self._refuse(send, refusal)
             return None
         await send({"type": "websocket.accept"})
+        # The query carried the token (~700 bytes) and has been read (and the accept logged):
+        # the scope, which Hypercorn keeps as long as the socket, does not keep it.
+        scope["query_string"] = b""
         sock = WsSocket(self, send, endpoint, claims.user_id,
                         f"{claims.user_id}~{secrets.token_hex(4)}", claims.expires_at)
         # The socket closes when a REST call with its token would be refused.

@@ -178,14 +178,17 @@ class Subscription:
         self.max_queue = max_queue
         self.closed = False
         self._core = core
-        self._queue: deque[Any] = deque()
-        self._lot = trio.lowlevel.ParkingLot()
+        #: The payloads waiting, made when one lands and dropped when drained: an empty deque
+        #: is ~760 bytes, and thousands of idle sockets hold a subscription each.
+        self._queue: deque[Any] | None = None
+        #: Where reading tasks park, made when the first one does (idle sockets have none).
+        self._lot: trio.lowlevel.ParkingLot | None = None
         self._dropped: str | None = None
         self._on_ready = on_ready
 
     def __repr__(self) -> str:
         state = "dropped" if self._dropped else "closed" if self.closed else "open"
-        return f"<Subscription {self.topic!r} {state} {len(self._queue)}/{self.max_queue}>"
+        return f"<Subscription {self.topic!r} {state} {self.pending}/{self.max_queue}>"
 
     @property
     def dropped_reason(self) -> str | None:
@@ -195,15 +198,20 @@ class Subscription:
     @property
     def pending(self) -> int:
         """Payloads queued and not yet read."""
-        return len(self._queue)
+        queue = self._queue
+        return 0 if queue is None else len(queue)
 
     def receive_nowait(self) -> Any:
         """The next payload; ``trio.WouldBlock`` if none is queued.
 
         Raises :class:`SubscriptionDropped` once dropped, ``trio.EndOfChannel`` once closed.
         """
-        if self._queue:
-            return self._queue.popleft()
+        queue = self._queue
+        if queue:
+            payload = queue.popleft()
+            if not queue:
+                self._queue = None
+            return payload
         if self._dropped is not None:
             raise SubscriptionDropped(self.topic, self._dropped)
         if self.closed:
@@ -221,7 +229,10 @@ class Subscription:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return payload
         while True:
-            await self._lot.park()
+            lot = self._lot
+            if lot is None:
+                lot = self._lot = trio.lowlevel.ParkingLot()
+            await lot.park()
             try:
                 return self.receive_nowait()
             except trio.WouldBlock:
@@ -232,9 +243,10 @@ class Subscription:
         if self.closed:
             return
         self.closed = True
-        self._queue.clear()
+        self._queue = None
         self._core._remove(self)
-        self._lot.unpark_all()
+        if self._lot is not None:
+            self._lot.unpark_all()
 
     def _drop(self, reason: str) -> None:
         self._dropped = reason
@@ -274,7 +286,10 @@ class _Topics:
         if type(node) is not str or not node:
             raise ValueError(f"node must be a non-empty str, got {node!r:.80}; pass the node name")
         self.node = node
-        self._topics: dict[str, dict[Subscription, None]] = {}
+        #: A topic's subscribers: the one Subscription itself while it has one (a socket's own
+        #: topic, e.g. a user's notifications: a one-entry dict would be ~220 bytes more each),
+        #: an insertion-ordered dict of them once it has more.
+        self._topics: dict[str, Subscription | dict[Subscription, None]] = {}
         self._subscribers = 0
         self._seq = 0
         self._published = 0
@@ -296,24 +311,29 @@ class _Topics:
             )
         sub = Subscription(self, topic, max_queue, on_ready)
         subs = self._topics.get(topic)
+        self._subscribers += 1
         if subs is None:
-            subs = self._topics[topic] = {}
-            subs[sub] = None
-            self._subscribers += 1
+            self._topics[topic] = sub
             self._topics_changed()
+        elif type(subs) is Subscription:
+            self._topics[topic] = {subs: None, sub: None}
         else:
             subs[sub] = None
-            self._subscribers += 1
         return sub
 
     def _remove(self, sub: Subscription) -> None:
-        subs = self._topics.get(sub.topic)
-        if subs is None or subs.pop(sub, False) is False:
+        topic = sub.topic
+        subs = self._topics.get(topic)
+        if subs is sub:
+            del self._topics[topic]
+            self._subscribers -= 1
+            self._topics_changed()
+            return
+        if type(subs) is not dict or subs.pop(sub, False) is False:
             return
         self._subscribers -= 1
-        if not subs:
-            del self._topics[sub.topic]
-            self._topics_changed()
+        if len(subs) == 1:
+            self._topics[topic] = next(iter(subs))
 
     def _topics_changed(self) -> None:
         """Hook: a topic gained its first subscriber or lost its last one."""
@@ -341,23 +361,28 @@ class _Topics:
             self._fan_out(topic, decode_value(frame)[3])
 
     def _fan_out(self, topic: str, payload: Any) -> None:
-        subs = self._topics.get(topic)
-        if not subs:
+        found = self._topics.get(topic)
+        if found is None:
             return
+        subs: Iterable[Subscription] = (found,) if type(found) is Subscription else found
         full: list[Subscription] | None = None
         for sub in subs:
             queue = sub._queue
-            if len(queue) >= sub.max_queue:
+            if queue is None:
+                queue = sub._queue = deque((payload,))
+            elif len(queue) >= sub.max_queue:
                 if full is None:
                     full = []
                 full.append(sub)
                 continue
-            queue.append(payload)
-            if sub._lot:
-                sub._lot.unpark()
+            else:
+                queue.append(payload)
+            lot = sub._lot
+            if lot:
+                lot.unpark()
             elif sub._on_ready is not None and len(queue) == 1:
                 sub._on_ready(sub)
-        delivered = len(subs)
+        delivered = 1 if type(found) is Subscription else len(found)
         if full is not None:
             delivered -= len(full)
             for sub in full:

@@ -100,6 +100,30 @@ async def test_local_fan_out_to_1000_subscribers_encodes_once(encodes: list[obje
     )
 
 
+async def test_a_topic_going_from_one_subscriber_to_three_and_back_delivers_to_each() -> None:
+    pubsub = LocalPubSub()
+    first = pubsub.subscribe("t")
+    await pubsub.publish("t", 1)
+    second, third = pubsub.subscribe("t"), pubsub.subscribe("t")
+    await pubsub.publish("t", 2)
+    assert drain(second) == [2]
+    second.close()
+    await pubsub.publish("t", 3)
+    assert drain(first) == [1, 2, 3]
+    first.close()
+    await pubsub.publish("t", 4)
+    assert pubsub.stats() == PubSubStats(
+        topics=1, subscribers=1, published=4, delivered=7, dropped=0)
+    assert drain(third) == [2, 3, 4]
+    third.close()
+    assert (pubsub.stats().topics, pubsub.stats().subscribers) == (0, 0)
+    again = pubsub.subscribe("t")
+    await pubsub.publish("t", 5)
+    assert (again.pending, drain(again), again.pending) == (1, [5], 0)
+    await pubsub.publish("t", 6)  # a drained queue fills again
+    assert drain(again) == [6]
+
+
 async def test_iteration_ends_when_the_subscription_closes() -> None:
     pubsub = LocalPubSub()
     received: list[Any] = []

@@ -249,3 +249,36 @@ async def test_a_join_storm_keeps_every_socket_and_costs_batches_not_n_squared_f
     received = sum(me.frames for me in storm)
     assert received < sockets * sockets / 8, received
     assert stats.frames_out < sockets * sockets / 8, stats.frames_out
+
+
+async def test_a_socket_asks_its_room_under_its_correlation_id(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    from tektree import correlation_id
+    from tektree._system import ActorSystem
+
+    seen: list[tuple[str, str | None]] = []  # (message class, correlation id): sockets' asks
+    left = trio.Event()  # both sockets left their room
+    real = ActorSystem.make_envelope
+
+    def spy(self: ActorSystem, target: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
+        kind = type(message).__name__
+        if target.kind == "room" and kind in ("Join", "Members", "Leave"):
+            seen.append((kind, correlation_id.get()))
+            if [k for k, _ in seen].count("Leave") == 2:
+                left.set()
+        return real(self, target, message, *args, **kwargs)
+
+    monkeypatch.setattr(ActorSystem, "make_envelope", spy)
+    async with open_http(tmp_path, relay=False) as (_, base):
+        async with open_socket(base, "/ws/presence", mint_token(tmp_path, "usr_ann"),
+                               extra_headers=[(b"X-Correlation-ID", b"ws-corr-1")]) as ws:
+            await welcome(ws)
+            await request(ws, {"type": "presence.list"}, "presence.members")
+        async with open_socket(base, "/ws/presence", mint_token(tmp_path, "usr_bob")) as ws:
+            await welcome(ws)
+        with trio.fail_after(10):
+            await left.wait()
+    assert seen[:3] == [("Join", "ws-corr-1"), ("Members", "ws-corr-1"), ("Leave", "ws-corr-1")]
+    assert [kind for kind, _ in seen[3:]] == ["Join", "Leave"]
+    bob = {cid for _, cid in seen[3:]}
+    assert len(bob) == 1 and None not in bob and "ws-corr-1" not in bob  # its own fresh id
