@@ -106,6 +106,10 @@ class JobWorkers:
         #: run starts the moment one ends, without waiting for a claim round trip.
         self._waiting: dict[str, deque[Job]] = {}
         self._backlog: set[str] = set()
+        #: Per job type, how many enqueues this node announced (``enqueued``): a claim that
+        #: was in flight meanwhile may have read the table before that job was there, so it
+        #: cannot say the type is drained.
+        self._announced: dict[str, int] = {}
         self._alarm = WallAlarm(clock)
         self._succeeded: list[tuple[Job, Any]] = []  # completions waiting for their write
         self._completing = False
@@ -129,7 +133,8 @@ class JobWorkers:
     def enqueued(self, job: Job) -> None:
         """A job was enqueued through this node: start it now if it is ours and ready."""
         if job.type in self.registry and job.run_at_ms <= self._ms() and not self.stopping:
-            self._backlog.add(job.type)  # until a claim pass after this finds the type drained
+            self._backlog.add(job.type)  # until a claim begun after this finds the type drained
+            self._announced[job.type] = self._announced.get(job.type, 0) + 1
             self._alarm.poke()
 
     def wake(self) -> None:
@@ -190,6 +195,7 @@ class JobWorkers:
                 want = 2 * limit - self._running[name] - len(waiting)
                 if want <= 0:
                     continue
+                announced = self._announced.get(name, 0)
                 jobs = await self.backend.claim(name, want, owner=self.owner,
                                                 now_ms=self._ms(), lease_ms=lease_ms)
                 waiting.extend(jobs)
@@ -198,6 +204,8 @@ class JobWorkers:
                     self._backlog.add(name)
                     more = more or (len(self._runs) < options.max_concurrency
                                     and self._running[name] < limit)
+                elif self._announced.get(name, 0) != announced:
+                    more = True  # enqueued while this claim ran: it may not have seen it
                 else:
                     self._backlog.discard(name)
             if self.clock.time() >= self._next_reap:

@@ -245,10 +245,13 @@ async def test_a_join_storm_keeps_every_socket_and_costs_batches_not_n_squared_f
         after = {member: seq for member, seq in shown.items() if seq > me.welcome_seq}
         assert {member: me.seen.get(member) for member in after} == after
     # One frame per socket per window, not one per join: 400 joins one by one would be
-    # 400 x 401 / 2 = 80,200 frames to the members already there.
+    # 400 x 401 / 2 = 80,200 frames to the members already there. How many joins share a
+    # window depends on how fast they arrive: under 20,000 frames on a quiet machine, up to
+    # 29,034 seen on a loaded one (load average 6 on 2 cores); a quarter of n^2 still fails
+    # for joins sent one by one.
     received = sum(me.frames for me in storm)
-    assert received < sockets * sockets / 8, received
-    assert stats.frames_out < sockets * sockets / 8, stats.frames_out
+    assert received < sockets * sockets / 4, received
+    assert stats.frames_out < sockets * sockets / 4, stats.frames_out
 
 
 async def test_a_socket_asks_its_room_under_its_correlation_id(

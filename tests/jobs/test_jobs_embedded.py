@@ -249,3 +249,32 @@ async def test_a_run_past_its_timeout_is_cut_and_counts_as_a_failure(tmp_path: P
         [dead] = await queue.dead_letters()
         assert (dead.id, dead.attempts) == ("hang", 2)
         assert await _runs(node, "hang") == [1, 2]
+
+
+async def test_a_job_enqueued_while_a_claim_of_its_type_is_in_flight_is_not_missed(
+        tmp_path: Path) -> None:
+    """A claim that read the table just before a job of its type was enqueued (and announced)
+    returns empty: the worker must not take that as "drained". settle() waits for the job,
+    and the job runs without waiting for the next poll interval."""
+    clock = ManualWallClock()
+    async with jobs_node(tmp_path, clock) as node:
+        workers = node.system.extensions["jobs.workers"]
+        assert isinstance(workers, JobWorkers)
+        await settle(node)
+        backend = workers.backend
+        claim = backend.claim
+        raced = trio.Event()
+
+        async def racing_claim(job_type: str, *args: Any, **kwargs: Any) -> Any:
+            jobs = await claim(job_type, *args, **kwargs)
+            if job_type == "test.noop" and not raced.is_set():
+                raced.set()  # what this claim read is stale: a job lands now
+                await _queue(node).enqueue("test.noop", {}, job_id="late-noop")
+            return jobs
+
+        backend.claim = racing_claim  # type: ignore[method-assign]
+        await settle(node)  # its pass races; no clock advance: no later poll comes on its own
+        assert raced.is_set()
+        job = await _queue(node).get("late-noop")
+        assert job is not None and job.status == DONE
+        assert await _store(node).get(EFFECTS, "late-noop") is not None
