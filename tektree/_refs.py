@@ -98,6 +98,11 @@ class ActorRef:
         if router is not None:
             home = router.remote_home(target)
             if home is not None:
+                if router.full():
+                    # The transport's buffer is full (Redis is slower than this sender): wait
+                    # for room, as a local tell waits for mailbox room.
+                    await router.send_wait(home, env)
+                    return
                 router.send(home, env)  # buffered by the transport: never blocks here
                 # The same budget as a local delivery: a loop of remote tells must let the
                 # transport's writer run, or its buffer fills and send raises backpressure.

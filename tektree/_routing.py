@@ -26,7 +26,16 @@ class Router(Protocol):
         ...
 
     def send(self, node: str, env: Envelope) -> None:
-        """Hand ``env`` to the transport for ``node`` (buffered; never blocks)."""
+        """Hand ``env`` to the transport for ``node`` (buffered; never blocks; raises when the
+        transport's buffer is full: check :meth:`full` first, or use :meth:`send_wait`)."""
+        ...
+
+    def full(self) -> bool:
+        """Whether the transport's buffer is full (a ``send`` now would raise)."""
+        ...
+
+    async def send_wait(self, node: str, env: Envelope) -> None:
+        """:meth:`send`, waiting while the transport's buffer is full (backpressure)."""
         ...
 
     def expect_reply(self, message_id: str, slot: ReplySlot) -> None:

@@ -34,6 +34,10 @@ class FrameSink(Protocol):
 
     def send(self, dest_node: str, frame: bytes) -> None: ...
 
+    def full(self) -> bool: ...
+
+    async def send_wait(self, dest_node: str, frame: bytes) -> None: ...
+
     def ack(self, stream: str, entry_ids: list[bytes]) -> None: ...
 
 
@@ -146,6 +150,16 @@ class ClusterRouter:
             self._pending[env.message_id] = env.reply  # type: ignore[assignment]
         self.forwarded += 1
         self.sink.send(node, ENVELOPE_FRAME + encode_envelope(env))
+
+    def full(self) -> bool:
+        return self.sink.full()
+
+    async def send_wait(self, node: str, env: Envelope) -> None:
+        """A tell (no reply) waiting for room in the transport's buffer."""
+        assert env.reply is None, "asks go through send: their reply slot is registered first"
+        frame = ENVELOPE_FRAME + encode_envelope(env)
+        await self.sink.send_wait(node, frame)
+        self.forwarded += 1
 
     def expect_reply(self, message_id: str, slot: ReplySlot) -> None:
         self._pending[message_id] = slot

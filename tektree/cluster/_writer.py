@@ -156,6 +156,10 @@ class FrameWriter:
             self._pumping = True  # the send loop writes from now on: later sends only buffer
             self._wake.set()
 
+    def full(self) -> bool:
+        """Whether ``max_buffered_frames`` frames wait: a :meth:`send` now would raise."""
+        return self._pending >= self.max_buffered_frames
+
     async def send_wait(self, dest_node: str, frame: bytes) -> None:
         """:meth:`send`, waiting for room while the buffer is full. Cancelled: nothing sent."""
         await trio.lowlevel.checkpoint_if_cancelled()

@@ -151,3 +151,26 @@ async def test_an_ask_for_an_idle_remote_activation_is_handled_by_the_inbox_read
             assert await ref.ask(Where())  # served again, by a fresh activation
             assert Probe.activations == 2
         assert n2.system.pools["probe"].statistics().handled >= 4
+
+
+async def test_remote_tells_beyond_the_transport_bound_wait_for_room_not_fail(
+    redis_server: RedisServer,
+) -> None:
+    """A tell loop faster than Redis fills the transport's buffer: the tell waits for room
+    (backpressure, as a full mailbox makes a local tell wait) instead of raising
+    TransportBackpressure, and every tell arrives once, in order."""
+    async with cluster(redis_server.url, ["n1", "n2"]) as (n1, n2):
+        router = n1.system.router
+        assert router is not None
+        remote = next(k for k in (f"k{i}" for i in range(100))
+                      if router.remote_home(n1.system.ref("counter", k).id) == "n2")
+        sink = router.sink  # type: ignore[attr-defined]
+        sink.max_buffered_frames = 4  # tiny: the loop below outruns it at once
+        ref = n1.system.ref("counter", remote)
+        waited = 0
+        with trio.fail_after(30):
+            for _ in range(2_000):
+                waited += router.full()
+                await ref.tell(Add(amount=1))
+            assert await ref.ask(Get()) == 2_000
+        assert waited > 0  # the bound was hit, and the tells waited through it

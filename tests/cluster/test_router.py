@@ -18,6 +18,12 @@ class Sink:
     def send(self, dest_node: str, frame: bytes) -> None:
         self.events.append(("send", (dest_node, frame)))
 
+    def full(self) -> bool:
+        return False
+
+    async def send_wait(self, dest_node: str, frame: bytes) -> None:
+        self.send(dest_node, frame)
+
     def ack(self, stream: str, entry_ids: list[bytes]) -> None:
         self.events.append(("ack", (stream, entry_ids)))
 
