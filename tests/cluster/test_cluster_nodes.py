@@ -159,7 +159,7 @@ async def test_remote_tells_beyond_the_transport_bound_wait_for_room_not_fail(
     """A tell loop faster than Redis fills the transport's buffer: the tell waits for room
     (backpressure, as a full mailbox makes a local tell wait) instead of raising
     TransportBackpressure, and every tell arrives once, in order."""
-    async with cluster(redis_server.url, ["n1", "n2"]) as (n1, n2):
+    async with cluster(redis_server.url, ["n1", "n2"]) as (n1, _n2):
         router = n1.system.router
         assert router is not None
         remote = next(k for k in (f"k{i}" for i in range(100))
