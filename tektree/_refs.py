@@ -101,8 +101,7 @@ class ActorRef:
                 if router.full():
                     # The transport's buffer is full (Redis is slower than this sender): wait
                     # for room, as a local tell waits for mailbox room.
-                    await router.send_wait(home, env)
-                    return
+                    await router.wait_for_room()
                 router.send(home, env)  # buffered by the transport: never blocks here
                 # The same budget as a local delivery: a loop of remote tells must let the
                 # transport's writer run, or its buffer fills and send raises backpressure.
@@ -151,6 +150,12 @@ class ActorRef:
         if router is not None:
             home = router.remote_home(target)
             if home is not None:
+                ends = trio.current_time() + timeout
+                if router.full():  # wait for room in the transport, within the ask's time
+                    with trio.move_on_at(ends):
+                        await router.wait_for_room()
+                    if router.full():
+                        raise AskTimeout(target, type(message).__qualname__, timeout)
                 # Inline, not a coroutine of its own: the remote ask's whole path is hot.
                 slot = ReplySlot()
                 env = system.make_envelope(target, message, slot, message_id)
@@ -158,9 +163,7 @@ class ActorRef:
                 env.deadline = time.time() + timeout
                 message_id = env.message_id
                 router.expect_reply(message_id, slot)
-                expiry = system.timers.call_at(
-                    trio.current_time() + timeout, _expire, slot, target, message, timeout
-                )
+                expiry = system.timers.call_at(ends, _expire, slot, target, message, timeout)
                 try:
                     router.send(home, env)
                     return await slot.wait()

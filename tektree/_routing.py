@@ -34,8 +34,9 @@ class Router(Protocol):
         """Whether the transport's buffer is full (a ``send`` now would raise)."""
         ...
 
-    async def send_wait(self, node: str, env: Envelope) -> None:
-        """:meth:`send`, waiting while the transport's buffer is full (backpressure)."""
+    async def wait_for_room(self) -> None:
+        """Return once the transport's buffer has room (at once if it has): a ``send`` right
+        after, with no checkpoint between, does not raise."""
         ...
 
     def expect_reply(self, message_id: str, slot: ReplySlot) -> None:

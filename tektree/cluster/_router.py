@@ -36,7 +36,7 @@ class FrameSink(Protocol):
 
     def full(self) -> bool: ...
 
-    async def send_wait(self, dest_node: str, frame: bytes) -> None: ...
+    async def wait_for_room(self) -> None: ...
 
     def ack(self, stream: str, entry_ids: list[bytes]) -> None: ...
 
@@ -154,12 +154,8 @@ class ClusterRouter:
     def full(self) -> bool:
         return self.sink.full()
 
-    async def send_wait(self, node: str, env: Envelope) -> None:
-        """A tell (no reply) waiting for room in the transport's buffer."""
-        assert env.reply is None, "asks go through send: their reply slot is registered first"
-        frame = ENVELOPE_FRAME + encode_envelope(env)
-        await self.sink.send_wait(node, frame)
-        self.forwarded += 1
+    async def wait_for_room(self) -> None:
+        await self.sink.wait_for_room()
 
     def expect_reply(self, message_id: str, slot: ReplySlot) -> None:
         self._pending[message_id] = slot

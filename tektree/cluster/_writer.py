@@ -160,12 +160,16 @@ class FrameWriter:
         """Whether ``max_buffered_frames`` frames wait: a :meth:`send` now would raise."""
         return self._pending >= self.max_buffered_frames
 
-    async def send_wait(self, dest_node: str, frame: bytes) -> None:
-        """:meth:`send`, waiting for room while the buffer is full. Cancelled: nothing sent."""
+    async def wait_for_room(self) -> None:
+        """Return once fewer than ``max_buffered_frames`` frames wait (a checkpoint)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._pending >= self.max_buffered_frames:
             self._wake.set()
             await self._progress_event().wait()
+
+    async def send_wait(self, dest_node: str, frame: bytes) -> None:
+        """:meth:`send`, waiting for room while the buffer is full. Cancelled: nothing sent."""
+        await self.wait_for_room()
         self.send(dest_node, frame)
         await trio.lowlevel.cancel_shielded_checkpoint()
 

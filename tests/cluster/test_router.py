@@ -21,8 +21,8 @@ class Sink:
     def full(self) -> bool:
         return False
 
-    async def send_wait(self, dest_node: str, frame: bytes) -> None:
-        self.send(dest_node, frame)
+    async def wait_for_room(self) -> None:
+        pass
 
     def ack(self, stream: str, entry_ids: list[bytes]) -> None:
         self.events.append(("ack", (stream, entry_ids)))
