@@ -523,7 +523,7 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
         credit = mine[0]
         if credit.key in self.state["recent_event_ids"]:
             return {"status": "duplicate", "total_xp": self.state["total_xp"]}
-        gain = self._gain(credit, at, envelope)
+        gain = self._gain_now(credit, at, envelope)
         if not await self.persist([gain.record], event_id=credit.key, outbox=gain.outbox):
             return {"status": "duplicate", "total_xp": self.state["total_xp"]}
         await self._announce(gain, credit.key, at)
@@ -548,14 +548,14 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
         credit = Credit(user_id=self.ctx.id.key, reason=None, key=key,
                         entity_type="achievement", entity_id=achievement.id)
         source = {"event_id": key, "event_type": "gamification.achievement.granted"}
-        gain = self._gain(credit, at, source, granted=(achievement,))
+        gain = self._gain_now(credit, at, source, granted=(achievement,))
         if not await self.persist([gain.record], event_id=key, outbox=gain.outbox):
             return {"status": "duplicate", "total_xp": self.state["total_xp"]}
         await self._announce(gain, key, at)
         return {"status": "applied", "xp": gain.xp, "total_xp": self.state["total_xp"],
                 "achievements": list(self.state["achievements"])}
 
-    def _gain(self, credit: Credit, at: dt.datetime, source: Mapping[str, Any],
+    def _gain_now(self, credit: Credit, at: dt.datetime, source: Mapping[str, Any],
               granted: Sequence[AchievementDef] = ()) -> _Gain:
         """``_gain`` on the current state, from its parsed quests when held; the quests the
         gain produces are held for the next one (they are the state's once it is persisted:

@@ -27,7 +27,7 @@ class Router(Protocol):
 
     def send(self, node: str, env: Envelope) -> None:
         """Hand ``env`` to the transport for ``node`` (buffered; never blocks; raises when the
-        transport's buffer is full: check :meth:`full` first, or use :meth:`send_wait`)."""
+        transport's buffer is full: check :meth:`full` first, then :meth:`wait_for_room`)."""
         ...
 
     def full(self) -> bool:
