@@ -400,7 +400,9 @@ class _Topics:
 @final
 class LocalPubSub(_Topics):
     """Embedded mode: topics within this process. Frames are encoded as in cluster mode, so a
-    payload the wire cannot carry fails here too."""
+    payload the wire cannot carry fails here too, once the topic has a subscriber: a publish
+    to a topic nobody here listens to encodes nothing (it is counted as published, as a
+    Redis PUBLISH that reaches no subscriber is)."""
 
     #: Publishes between two yields to the scheduler (as the actor system's local tells do):
     #: a publish only queues, and a full trio checkpoint costs more than the publish itself.
@@ -416,7 +418,11 @@ class LocalPubSub(_Topics):
         anything is queued; the scheduler gets a turn every ``YIELD_EVERY`` publishes."""
         _check_topic(topic)
         await trio.lowlevel.checkpoint_if_cancelled()
-        self._deliver_frame(topic, self._frame(topic, payload))
+        if topic in self._topics:
+            self._fan_out(topic, decode_value(self._frame(topic, payload))[3])
+        else:  # nobody to hand it to: no frame (most notifications of offline users)
+            self._seq += 1
+            self._published += 1
         self._budget -= 1
         if self._budget <= 0:
             self._budget = self.YIELD_EVERY

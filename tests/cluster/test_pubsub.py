@@ -100,6 +100,21 @@ async def test_local_fan_out_to_1000_subscribers_encodes_once(encodes: list[obje
     )
 
 
+async def test_local_publish_to_a_topic_without_subscribers_encodes_nothing(
+    encodes: list[object],
+) -> None:
+    pubsub = LocalPubSub()
+    other = pubsub.subscribe("room:other")
+    await pubsub.publish("notifications:offline", {"xp": 5})
+    await pubsub.publish("notifications:offline", {1, 2})  # no frame, so no codec check
+    assert encodes == [] and other.pending == 0
+    assert pubsub.stats() == PubSubStats(
+        topics=1, subscribers=1, published=2, delivered=0, dropped=0
+    )
+    await pubsub.publish("room:other", "hi")
+    assert len(encodes) == 1 and drain(other) == ["hi"]
+
+
 async def test_a_topic_going_from_one_subscriber_to_three_and_back_delivers_to_each() -> None:
     pubsub = LocalPubSub()
     first = pubsub.subscribe("t")
