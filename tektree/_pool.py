@@ -4,7 +4,7 @@ The pool is the kind's supervisor (OTP's ``simple_one_for_one``, modelled as its
 its dispatcher. Activations own no task: a message to an activation appends to its mailbox and
 puts the activation on the pool's run queue; a small, elastic set of worker tasks takes
 activations off the run queue and handles up to ``batch_size`` messages per turn, with one
-checkpoint per ``batch_size`` messages (across turns) instead of two per message. A worker that enters an ``async`` handler
+checkpoint per batch instead of two per message. A worker that enters an ``async`` handler
 first makes sure another worker can serve the run queue, so one slow handler never stalls the
 kind; at most ``max_concurrency`` handlers of the kind run at once. A batch handler
 (:func:`~tektree.batch_handler`) gets the messages of its class queued in a row within the turn
@@ -212,25 +212,10 @@ class ActorPool(ActivationLifecycle):
                 idle.remove(me)
             return Abort.SUCCEEDED
 
-        limit = self.batch_size
         try:
             while True:
-                # Straight on to the next queued turn, yielding every ``batch_size`` messages
-                # (a turn of one short handler costs less than a trio checkpoint); with the
-                # queue empty, one yield before parking: the turn just ended may have woken
-                # the task that sends the next message (its asker), and a worker still
-                # runnable then is cheaper than one parked and woken again.
-                spent = 0
-                while True:
-                    if not run_queue:
-                        await trio.lowlevel.checkpoint()
-                        spent = 0
-                        if not run_queue:
-                            break
-                    spent += await self._run_cell(run_queue.popleft())
-                    if spent >= limit:
-                        spent = 0
-                        await trio.lowlevel.checkpoint()
+                while run_queue:
+                    await self._run_cell(run_queue.popleft())
                 self._available -= 1
                 parked = True
                 idle.append(me)
@@ -242,12 +227,10 @@ class ActorPool(ActivationLifecycle):
                 self._available -= 1
 
     # -- turns -------------------------------------------------------------------------------
-    async def _run_cell(self, cell: ActorContext) -> int:
-        """One turn of ``cell``: up to ``batch_size`` messages; how many it handled, at least
-        one (the worker yields once its turns since the last yield add up to ``batch_size``)."""
+    async def _run_cell(self, cell: ActorContext) -> None:
         cell.scheduled = False
         if cell.running or cell.state >= BACKOFF:
-            return 0  # an inline ask holds the turn, or the cell is waiting or gone
+            return  # an inline ask holds the turn, or the cell is waiting or gone
         cell.running = True
         self._busy += 1
         token = current_cell.set(cell)
@@ -257,7 +240,7 @@ class ActorPool(ActivationLifecycle):
         index = start = 0
         try:
             if cell.actor is None and not await self._activate(cell):
-                return 1
+                return
             actor = cell.actor
             handlers = self.handlers
             check = self.system.check_serialization
@@ -359,7 +342,7 @@ class ActorPool(ActivationLifecycle):
             cell.running = False
             cell.current = None
             self._after_turn(cell, active)
-        return handled or 1  # a turn with no message (a passivation) counts as one
+        await trio.lowlevel.checkpoint()
 
     def _take_run(
         self, cell: ActorContext, batch: list[Envelope], index: int, active: bool
