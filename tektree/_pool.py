@@ -103,7 +103,7 @@ class ActorPool(ActivationLifecycle):
     def _now(self) -> float:
         """trio time, coarsened to 10 ms so that activations touched together share one float
         object (24 bytes each otherwise: a measurable share of an idle activation's cost)."""
-        now = trio.current_time()
+        now = self.system.timers.now()
         if now - self._clock >= 0.01:
             self._clock = now
         return self._clock
@@ -402,12 +402,16 @@ class ActorPool(ActivationLifecycle):
         mailbox = cell.mailbox
         if active:
             # Timer ticks are not activity; anything else moves the cell to the back of the
-            # idle order (dicts keep insertion order: the reaper reads from the front).
+            # idle order (dicts keep insertion order: the reaper reads from the front). A cell
+            # touched again within the same coarse tick is there already (nothing behind it
+            # has a later time).
             cells = self.cells
-            if cells.get(cell.id.key) is cell:
-                cell.last_active = self._now()
-                del cells[cell.id.key]
-                cells[cell.id.key] = cell
+            key = cell.id.key
+            now = self._now()
+            if cell.last_active is not now and cells.get(key) is cell:
+                cell.last_active = now
+                del cells[key]
+                cells[key] = cell
         waiters = cell.waiting_senders
         if waiters:
             room = self.capacity - (len(mailbox) if mailbox else 0)
@@ -420,7 +424,7 @@ class ActorPool(ActivationLifecycle):
         elif cell.state != BACKOFF:
             cell.mailbox = None  # an idle activation keeps no queue
         system = self.system
-        if system.quiet_lot:
+        if system.quiet_waiting:
             system.check_quiet()
 
     def _timer_delivered(self, cell: ActorContext, message: Any) -> None:
@@ -542,7 +546,7 @@ class ActorPool(ActivationLifecycle):
             if not cell.mailbox:
                 self._remove(cell)
         system = self.system
-        if system.quiet_lot:
+        if system.quiet_waiting:
             system.check_quiet()
 
     async def _reaper(self) -> None:

@@ -178,7 +178,7 @@ class ActorRef:
                     "current turn, so it would time out; call the method directly or tell"
                 )
             handler = pool.handlers[type(message)]
-            if can_run_inline(pool, cell, handler):
+            if not handler.is_async and can_run_inline(pool, cell, handler):
                 # The fast path: the target is local, idle and its handler never suspends, so
                 # run it here with its turn held (failures still go to its supervisor).
                 result = await pool.run_inline(

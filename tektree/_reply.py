@@ -47,10 +47,9 @@ class ReplySlot:
         if result is not None:
             return result.unwrap()
         self._task = current_task()
+        return await wait_task_rescheduled(self._abort)
 
-        def abort(_: RaiseCancelT) -> Abort:
-            self._task = None
-            self.abandoned = True
-            return Abort.SUCCEEDED
-
-        return await wait_task_rescheduled(abort)
+    def _abort(self, _: RaiseCancelT) -> Abort:
+        self._task = None
+        self.abandoned = True
+        return Abort.SUCCEEDED

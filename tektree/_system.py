@@ -54,6 +54,8 @@ class ActorSystem:
         self.timers = TimerQueue()
         self.accepting = True
         self.quiet_lot = trio.lowlevel.ParkingLot()
+        #: Tasks parked in :meth:`wait_quiescent` (a plain int: every turn reads it).
+        self.quiet_waiting = 0
         self.supervisor_restarts: dict[str, int] = {}
         #: The cluster's router; None in embedded mode (every actor lives here).
         self.router: Router | None = None
@@ -216,7 +218,11 @@ class ActorSystem:
         """
         await checkpoint()
         while not self.is_quiet():
-            await self.quiet_lot.park()
+            self.quiet_waiting += 1
+            try:
+                await self.quiet_lot.park()
+            finally:
+                self.quiet_waiting -= 1
 
     def stop_accepting(self) -> None:
         """Refuse new work from outside actors (``NodeStopping``); actors still talk."""
