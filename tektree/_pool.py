@@ -436,19 +436,14 @@ class ActorPool(ActivationLifecycle):
     def _checked_reply(self, env: Envelope, result: Any) -> Any:
         return roundtrip(result)
 
-    async def run_inline(self, cell: ActorContext, handler: Handler, env: Envelope) -> Any:
-        """Run a ``def`` handler in the calling task; the caller checked the cell is idle."""
-        done, value = self.run_inline_nowait(cell, handler, env)
-        if done:
-            return value
-        return await value
-
     def run_inline_nowait(
         self, cell: ActorContext, handler: Handler, env: Envelope
     ) -> tuple[bool, Any]:
-        """:meth:`run_inline` without a coroutine when the turn needs no await (the common
-        case): ``(True, result)``; else ``(False, awaitable)``, the rest of the turn (held
-        meanwhile), to await at once: it returns the result or raises as ``run_inline``."""
+        """Run a ``def`` handler in the calling task (the caller checked the cell is idle),
+        without a coroutine when the turn needs no await (the common case): ``(True,
+        result)``; else ``(False, awaitable)``, the rest of the turn (held meanwhile), to
+        await at once: it returns the result, or raises the handler's failure as
+        :class:`ActorFailed` once the activation was supervised."""
         cell.running = True
         self._busy += 1
         token = current_cell.set(cell)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 def can_run_inline(pool: ActorPool, cell: ActorContext, handler: Handler) -> bool:
     """Whether a message for ``cell`` may be handled in the sending task rather than queued:
     the activation is active and idle (nothing queued, no turn running) and the handler is a
-    ``def`` (it never suspends). ``pool.run_inline`` then runs it with the turn held."""
+    ``def`` (it never suspends). ``pool.run_inline_nowait`` then runs it with the turn held."""
     return (
         not handler.is_async
         and cell.state == ACTIVE
@@ -181,9 +181,11 @@ class ActorRef:
             if not handler.is_async and can_run_inline(pool, cell, handler):
                 # The fast path: the target is local, idle and its handler never suspends, so
                 # run it here with its turn held (failures still go to its supervisor).
-                result = await pool.run_inline(
+                done, result = pool.run_inline_nowait(
                     cell, handler, system.make_envelope(target, message, None, message_id)
                 )
+                if not done:
+                    result = await result
                 system.budget -= 1
                 if system.budget <= 0:
                     system.budget = system.YIELD_EVERY
