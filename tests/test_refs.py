@@ -258,3 +258,17 @@ async def test_handler_for_unregistered_class_is_rejected_at_build() -> None:
 
     with pytest.raises(TypeError, match="not a registered message class"):
         Bad.handlers()
+
+
+async def test_a_cancelled_quiescence_wait_is_no_longer_counted() -> None:
+    async with open_test_node(actors={"holder": Holder}) as node:
+        system = node.system
+        await system.ref("holder", "h").tell(Hold(n=0))
+        await Gate.entered.wait()
+        with trio.move_on_after(0.05):
+            await system.wait_quiescent()  # a turn holds: it parks, then is cancelled
+        assert system.quiet_waiting == 0
+        Gate.event.set()
+        with trio.fail_after(5):
+            await system.wait_quiescent()
+        assert system.quiet_waiting == 0 and "seen0" in Saved.states
