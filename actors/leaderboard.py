@@ -38,7 +38,8 @@ into their old places, in rank order, at most ``rank_change_limit`` entries (``o
 the rest: a client showing those ranks shifts them itself). Users whose rank did not change are
 not listed. ``version`` is the board's journal ``seq`` after the batch.
 (:meth:`~actors.rules.Leaderboard.rank_changes` computes it in O(movers · log n), however far
-they moved.)
+they moved.) When the topic surely reaches nobody (``PubSub.may_reach``: in embedded mode, no
+subscriber; in cluster mode it may always reach another node's), no payload is computed.
 
 ``self.state`` is only the recovery base here: the live board is ``self.board``, and
 :meth:`snapshot` saves that.
@@ -349,18 +350,28 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
         self, events: list[tuple[str, dict[str, Any]]], users: list[str]
     ) -> tuple[set[str], dict[str, int | None]]:
         """``persist_each``; then the places of ``users`` in Redis (cluster mode); then one
-        rank-change payload for the lot. The ids appended, and the ranks of ``users`` now
-        (empty when nothing was appended)."""
+        rank-change payload for the lot, when the topic may reach a subscriber (else nothing
+        is computed for it). The ids appended, and the ranks of ``users`` now that the payload
+        found on the way (empty when none was built or nothing was appended)."""
         board = self.board
-        before = {user: board.visible_key(user) for user in users}
+        pubsub: Any = self.ctx.system.extensions.get("pubsub")
+        topic = leaderboard_topic(self.name)
+        listened = pubsub is not None and pubsub.may_reach(topic)
+        before = {user: board.visible_key(user) for user in users} if listened else {}
         stored = await self.persist_each(events)
         if not stored:
             return stored, {}
         await self._index(users)
-        changes, omitted, ranks = self.board.moves(before, self.rank_change_limit)
+        if not listened:
+            return stored, {}
+        changes, omitted, ranks = board.moves(before, self.rank_change_limit)
         if changes:
-            await self._publish({"board": self.name, "version": self.seq,
-                                 "changes": changes, "omitted": omitted})
+            payload = {"board": self.name, "version": self.seq, "changes": changes,
+                       "omitted": omitted}
+            try:
+                await pubsub.publish(topic, payload)
+            except Exception as exc:  # fire-and-forget: Top/RankOf are the source of truth
+                self.ctx.log.warning("rank change publish failed", topic=topic, error=repr(exc))
         return stored, ranks
 
     @handler
@@ -375,16 +386,6 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
                  "opted_out": msg.opted_out}
         await self._persist_published([(event_id, event)], [user])
         return {"status": "applied", "opted_out": self.board.is_opted_out(user)}
-
-    async def _publish(self, payload: dict[str, Any]) -> None:
-        pubsub: Any = self.ctx.system.extensions.get("pubsub")
-        if pubsub is None:
-            return
-        topic = leaderboard_topic(self.name)
-        try:
-            await pubsub.publish(topic, payload)
-        except Exception as exc:  # fire-and-forget: Top/RankOf are the source of truth
-            self.ctx.log.warning("rank change publish failed", topic=topic, error=repr(exc))
 
     # -- the Redis index (cluster mode) ---------------------------------------------------------
     def _folded(self, user: str) -> float | None:

@@ -237,3 +237,20 @@ async def test_an_update_reusing_a_batch_id_does_not_drop_the_rest_of_its_batch(
         assert node.store is not None
         page = await node.store.find(JOURNAL, {"actor_id": "leaderboard/global"}, sort=[("seq", 1)])
         assert [e["event_id"] for e in page.items] == ["e1", "e2"]  # the rest, appended again
+
+
+async def test_no_rank_changes_are_built_for_a_topic_nobody_listens_to(tmp_path: Path) -> None:
+    async with board_node(tmp_path) as node:
+        ref = node.system.ref("leaderboard", "global")
+        pubsub = node.system.extensions["pubsub"]
+        assert isinstance(pubsub, LocalPubSub)
+        published = pubsub.stats().published
+        for n, user in enumerate(["ann", "bea", "cid"]):
+            reply = await ref.ask(score(user, 10 * n, n))
+            assert reply == {"status": "applied", "rank": 1}  # replies still carry the rank
+        assert pubsub.stats().published == published
+        with pubsub.subscribe(leaderboard_topic("global")) as sub:
+            await ref.ask(score("ann", 100, 9))
+            (frame,) = drain(sub)
+        assert [(c["user_id"], c["previous_rank"], c["rank"]) for c in frame["changes"]] == [
+            ("ann", 3, 1), ("cid", 1, 2), ("bea", 2, 3)]
