@@ -254,3 +254,20 @@ async def test_no_rank_changes_are_built_for_a_topic_nobody_listens_to(tmp_path:
             (frame,) = drain(sub)
         assert [(c["user_id"], c["previous_rank"], c["rank"]) for c in frame["changes"]] == [
             ("ann", 3, 1), ("cid", 1, 2), ("bea", 2, 3)]
+
+
+async def test_snapshots_are_due_by_updates_folded_not_by_journal_events(tmp_path: Path) -> None:
+    async with board_node(tmp_path, SmallSnapshots) as node:
+        assert node.store is not None
+        ref = node.system.ref("leaderboard", "global")
+        for n in range(4):
+            await ref.tell(score(f"u{n}", 10 + n, n, version=1))
+        await ref.ask(score("u4", 1, 4, version=1))  # one event of 5 updates, 5 users
+        snapshot = await node.store.get(SNAPSHOTS, "leaderboard/global")
+        assert snapshot is not None and snapshot["seq"] == 1
+        assert snapshot["state"]["board"]["users"] == ["u3", "u2", "u1", "u0", "u4"]
+        for n in range(4):  # 4 updates after it, in 4 events: not yet 5
+            await ref.ask(score(f"u{n}", 20 + n, 10 + n, version=2))
+        assert (await node.store.get(SNAPSHOTS, "leaderboard/global") or {})["seq"] == 1
+        await ref.ask(score("u4", 30, 20, version=2))
+        assert (await node.store.get(SNAPSHOTS, "leaderboard/global") or {})["seq"] == 6
