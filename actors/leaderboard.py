@@ -11,8 +11,8 @@ update's ``event_id``; an unversioned update (``version=0``) is its own ``leader
 event under its own ``event_id``, and so is each ``OptOut`` (``leaderboard.opt_out``).
 Redelivery appends nothing: a redelivered versioned update is ``stale`` (its version is not
 newer than the one applied), any other is refused by the journal's unique ``(actor,
-event_id)`` index (``duplicate``); a batch refused for its first update's id is appended again
-without it. One event per batch rather than per update: a journal row costs far more than its
+event_id)`` index (``duplicate``); a batch event refused for its first update's id (a new
+update reusing an old id) is appended again without that one, after the rest of the unit. One event per batch rather than per update: a journal row costs far more than its
 few bytes of payload (the row, its indexes, its fold). Events journaled before
 ``leaderboard.scores`` (one ``leaderboard.score`` per update, some holding their reach time as
 ``at``, ISO 8601 text) still fold.
@@ -351,8 +351,8 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
     ) -> tuple[set[str], dict[str, int | None]]:
         """``persist_each``; then the places of ``users`` in Redis (cluster mode); then one
         rank-change payload for the lot, when the topic may reach a subscriber (else nothing
-        is computed for it). The ids appended, and the ranks of ``users`` now that the payload
-        found on the way (empty when none was built or nothing was appended)."""
+        is computed for it). The ids appended, and the ranks of ``users`` now, found on the way
+        when the payload was built (else empty: the caller looks up the ranks it needs)."""
         board = self.board
         pubsub: Any = self.ctx.system.extensions.get("pubsub")
         topic = leaderboard_topic(self.name)
