@@ -10,12 +10,12 @@ score, reach time in µs since the epoch, version, opted out], ...]}``, appended
 update's ``event_id``; an unversioned update (``version=0``) is its own ``leaderboard.score``
 event under its own ``event_id``, and so is each ``OptOut`` (``leaderboard.opt_out``).
 Redelivery appends nothing: a redelivered versioned update is ``stale`` (its version is not
-newer than the one applied), any other is refused by the journal's unique ``(actor,
-event_id)`` index (``duplicate``); a batch event refused for its first update's id (a new
-update reusing an old id) is appended again without that one, after the rest of the unit. One event per batch rather than per update: a journal row costs far more than its
-few bytes of payload (the row, its indexes, its fold). Events journaled before
-``leaderboard.scores`` (one ``leaderboard.score`` per update, some holding their reach time as
-``at``, ISO 8601 text) still fold.
+newer than the one applied), any other is refused by the journal's unique ``(actor, event_id)``
+index (``duplicate``); a batch event refused for its first update's id (a new update reusing an
+old id) is appended again without that one, after the rest of the unit. One event per batch
+rather than per update: a journal row costs far more than its few bytes of payload (the row, its
+indexes, its fold). Events journaled before ``leaderboard.scores`` (one ``leaderboard.score``
+per update, some holding their reach time as ``at``, ISO 8601 text) still fold.
 
 The whole board is snapshotted on passivation and once the updates folded since the last
 snapshot reach ``max(snapshot_every, scored users)`` (counted in updates, not journal events,
