@@ -1,19 +1,28 @@
 r"""``LeaderboardActor``: one board (``global``, ``weekly:2025-W50``, ``area:<id>``), embedded mode.
 
 The board is the pure :class:`~actors.rules.Leaderboard` (a sorted list in memory), made durable
-by event sourcing: each accepted ``SetScore`` / ``OptOut`` is one journal event appended under its
-``event_id`` (a redelivered update appends nothing; a score's reach time is ``at_us``, µs since
-the epoch as in the snapshot, where events journaled before it hold ``at``, ISO 8601 text, still
-read), and the whole board is snapshotted on
-passivation and every ``max(snapshot_every, scored users)`` events (a snapshot writes the whole
-board, O(n): taken every n events its cost per update stays O(1); recovery reads one document
-plus a tail of at most as many small events as the board has users).
-Why a journal rather than periodic snapshots alone: an update acknowledged here is never lost,
-and idempotency comes from the journal's unique ``(actor, event_id)`` index for free; the cost is
-one small insert per update. ``SetScore`` has a batch handler: the updates queued in a row while
-the previous ones commit are appended in one unit (``persist_each``), so a busy board costs one
-commit per batch, not one per update (a board is one activation: one commit per update would
-cap every board, and the whole XP loop, at the store's commit rate).
+by event sourcing. ``SetScore`` has a batch handler: the updates queued in a row while the
+previous ones commit are appended in one unit, so a busy board costs one commit per batch, not
+one per update (a board is one activation: one commit per update would cap every board, and the
+whole XP loop, at the store's commit rate). Within the unit, each run of consecutive versioned
+updates (the profiles' own) is *one* journal event ``leaderboard.scores``, ``{"scores": [[user,
+score, reach time in µs since the epoch, version, opted out], ...]}``, appended under its first
+update's ``event_id``; an unversioned update (``version=0``) is its own ``leaderboard.score``
+event under its own ``event_id``, and so is each ``OptOut`` (``leaderboard.opt_out``).
+Redelivery appends nothing: a redelivered versioned update is ``stale`` (its version is not
+newer than the one applied), any other is refused by the journal's unique ``(actor, event_id)``
+index (``duplicate``); a batch event refused for its first update's id (a new update reusing an
+old id) is appended again without that one, after the rest of the unit. One event per batch
+rather than per update: a journal row costs far more than its few bytes of payload (the row, its
+indexes, its fold). Events journaled before ``leaderboard.scores`` (one ``leaderboard.score``
+per update, some holding their reach time as ``at``, ISO 8601 text) still fold.
+
+The whole board is snapshotted on passivation and once the updates folded since the last
+snapshot reach ``max(snapshot_every, scored users)`` (counted in updates, not journal events,
+since one event holds a batch): a snapshot writes the whole board, O(n), so taken every n
+updates its cost per update stays O(1), and recovery reads one document plus a tail of at most
+as many updates as the board has users. (Why a journal rather than periodic snapshots alone: an
+update acknowledged here is never lost.)
 
 Ordering. Every update from a profile carries ``version`` (the profile's journal ``seq``, which
 only grows): an update older than the last one applied for that user is ignored, so a stale
@@ -29,7 +38,8 @@ into their old places, in rank order, at most ``rank_change_limit`` entries (``o
 the rest: a client showing those ranks shifts them itself). Users whose rank did not change are
 not listed. ``version`` is the board's journal ``seq`` after the batch.
 (:meth:`~actors.rules.Leaderboard.rank_changes` computes it in O(movers · log n), however far
-they moved.)
+they moved.) When the topic surely reaches nobody (``PubSub.may_reach``: in embedded mode, no
+subscriber; in cluster mode it may always reach another node's), no payload is computed.
 
 ``self.state`` is only the recovery base here: the live board is ``self.board``, and
 :meth:`snapshot` saves that.
@@ -86,6 +96,7 @@ __all__ = [
 
 LEADERBOARD_KIND: Final = "leaderboard"
 SCORE: Final = "leaderboard.score"
+SCORES: Final = "leaderboard.scores"
 OPT_OUT: Final = "leaderboard.opt_out"
 MAX_TOP: Final = 100
 MAX_RADIUS: Final = 50
@@ -185,6 +196,8 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
     #: The node's Redis link in cluster mode, else None (embedded mode).
     redis: Any
     key: str
+    #: Updates (scores, opt-out changes) folded since the last snapshot, recovery included.
+    updates_since_snapshot: int
     _loaded_from: object
 
     async def on_activate(self) -> None:
@@ -199,6 +212,7 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
         self.rank_change_limit = limit
         self.name = parse_board(self.ctx.id.key).name  # BoardNameError names the bad key
         self._loaded_from = None
+        self.updates_since_snapshot = 0
         await super().on_activate()
         self._load(self.state)
         self.redis = self.ctx.system.extensions.get(REDIS_EXTENSION)
@@ -211,7 +225,12 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
         return {"board": Leaderboard().snapshot(), "versions": {}}
 
     def snapshot_interval(self) -> int:
-        return max(self.snapshot_every, self.board.scored_users)
+        """The journal events until a snapshot is due: this one as soon as the updates folded
+        since the last snapshot reach ``max(snapshot_every, scored users)`` (one event may hold
+        a batch of them, so the count is in updates), else at least one more."""
+        pending = self.seq - self.snapshot_seq
+        due = self.updates_since_snapshot >= max(self.snapshot_every, self.board.scored_users)
+        return pending if due else pending + 1
 
     def _load(self, state: dict[str, Any]) -> None:
         if self._loaded_from is not state:
@@ -221,27 +240,42 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
 
     def apply(self, state: dict[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
         self._load(state)
-        user, version = event["user"], event["version"]
-        if version and version <= self.versions.get(user, 0):
-            return state
-        if version:
-            self.versions[user] = version
-        if event["opted_out"]:
-            self.board.opt_out(user)
-        else:
-            self.board.opt_in(user)
-        if event["type"] == SCORE:
+        kind = event["type"]
+        if kind == SCORES:
+            for user, score, reached, version, opted_out in event["scores"]:
+                self._fold(user, version, opted_out, score, reached)
+        elif kind == SCORE:
             reached = event.get("at_us")
             if reached is None:  # journaled before at_us: ISO 8601 text
                 reached = micros(dt.datetime.fromisoformat(event["at"]))
-            self.board.set_score_at(user, event["score"], reached)
+            self._fold(event["user"], event["version"], event["opted_out"], event["score"],
+                       reached)
+        else:
+            self._fold(event["user"], event["version"], event["opted_out"], None, 0)
         return state
+
+    def _fold(self, user: str, version: int, opted_out: bool, score: int | None,
+              reached: int) -> None:
+        """One update (a score, or an opt-out change when ``score`` is None) onto the board."""
+        self.updates_since_snapshot += 1
+        if version:
+            if version <= self.versions.get(user, 0):
+                return
+            self.versions[user] = version
+        if opted_out:
+            self.board.opt_out(user)
+        else:
+            self.board.opt_in(user)
+        if score is not None:
+            self.board.set_score_at(user, score, reached)
 
     async def snapshot(self) -> None:
         seq = self.seq
         document = {"board": self.board.snapshot(), "versions": dict(self.versions)}
+        updates = self.updates_since_snapshot
         await Journal(self.store).save_snapshot(self.journal_id, seq, document)
         self.snapshot_seq = max(self.snapshot_seq, seq)
+        self.updates_since_snapshot -= updates
 
     # -- updates -------------------------------------------------------------------------------
     def _stale(self, user: str, version: int) -> bool:
@@ -250,61 +284,94 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
     @batch_handler(SetScore)
     async def set_score(self, msgs: list[SetScore]) -> list[dict[str, Any]]:
         """The updates queued in a row, in order, appended in one journal unit (one commit for
-        the lot); each gets its own status: ``applied``, ``duplicate`` (its ``event_id`` was
-        journaled before), ``stale`` (an older ``version``) or ``unchanged``."""
+        the lot); each gets its own status: ``applied``, ``duplicate`` (its ``event_id`` came
+        before), ``stale`` (an older ``version``) or ``unchanged``."""
         statuses: list[str] = []
         events: list[tuple[str, dict[str, Any]]] = []
+        run: list[list[Any]] | None = None  # the rows of the last event, while it is a batch
+        under: list[str | None] = []  # the id of each message's journal event (None: none)
         ids: set[str] = set()
         versions: dict[str, int] = {}  # versions taken in this batch, not yet applied
         touched: set[str] = set()
-        board = self.board
+        board, known = self.board, self.versions
         for msg in msgs:
-            user, version = msg.user_id, msg.version
-            if version and version <= max(self.versions.get(user, 0), versions.get(user, 0)):
+            user, version, event_id = msg.user_id, msg.version, msg.event_id
+            if version and version <= max(known.get(user, 0), versions.get(user, 0)):
                 statuses.append("stale")
-            elif msg.event_id in ids:
+            elif event_id in ids:
                 statuses.append("duplicate")
             elif (user not in touched and board.score(user) == msg.score
                   and board.is_opted_out(user) == msg.opted_out):
                 statuses.append("unchanged")
             else:
                 at = msg.at if msg.at is not None else self.clock.now()
-                events.append((msg.event_id, {
-                    "type": SCORE, "user": user, "score": msg.score,
-                    "at_us": micros(at), "version": version,
-                    "opted_out": msg.opted_out}))  # fmt: skip
-                ids.add(msg.event_id)
+                row = [user, msg.score, micros(at), version, msg.opted_out]
+                if not version:  # no version to make a redelivery stale: journal its own id
+                    run = None
+                    events.append((event_id, {"type": SCORE, "user": user, "score": row[1],
+                                              "at_us": row[2], "version": 0,
+                                              "opted_out": row[4]}))
+                elif run is None:
+                    run = [row]
+                    events.append((event_id, {"type": SCORES, "scores": run}))
+                else:
+                    run.append(row)
+                ids.add(event_id)
                 touched.add(user)
                 if version:
                     versions[user] = version
                 statuses.append("pending")
+                under.append(events[-1][0])
+                continue
+            under.append(None)
         ranks: dict[str, int | None] = {}
+        retry: list[int] = []  # messages of a batch event refused for its first one's id
         if events:
             stored, ranks = await self._persist_published(events, sorted(touched))
-            statuses = [
-                s if s != "pending" else ("applied" if m.event_id in stored else "duplicate")
-                for s, m in zip(statuses, msgs, strict=True)
-            ]
+            for i, (status, journaled) in enumerate(zip(statuses, under, strict=True)):
+                if status != "pending":
+                    continue
+                if journaled in stored:
+                    statuses[i] = "applied"
+                elif msgs[i].event_id != journaled:  # not the one whose id was journaled
+                    retry.append(i)
+                else:
+                    statuses[i] = "duplicate"
         rank = board.rank
-        return [{"status": s, "rank": ranks[m.user_id] if m.user_id in ranks else rank(m.user_id)}
-                for s, m in zip(statuses, msgs, strict=True)]
+        replies = [{"status": s, "rank": ranks[m.user_id] if m.user_id in ranks
+                    else rank(m.user_id)} for s, m in zip(statuses, msgs, strict=True)]
+        if retry:
+            for i, reply in zip(retry, await self.set_score([msgs[i] for i in retry]),
+                                strict=True):
+                replies[i] = reply
+        return replies
 
     async def _persist_published(
         self, events: list[tuple[str, dict[str, Any]]], users: list[str]
     ) -> tuple[set[str], dict[str, int | None]]:
         """``persist_each``; then the places of ``users`` in Redis (cluster mode); then one
-        rank-change payload for the lot. The ids appended, and the ranks of ``users`` now
-        (empty when nothing was appended)."""
+        rank-change payload for the lot, when the topic may reach a subscriber (else nothing
+        is computed for it). The ids appended, and the ranks of ``users`` now, found on the way
+        when the payload was built (else empty: the caller looks up the ranks it needs)."""
         board = self.board
-        before = {user: board.visible_key(user) for user in users}
+        pubsub: Any = self.ctx.system.extensions.get("pubsub")
+        topic = leaderboard_topic(self.name)
+        listened = pubsub is not None and pubsub.may_reach(topic)
+        before = {user: board.visible_key(user) for user in users} if listened else {}
         stored = await self.persist_each(events)
         if not stored:
             return stored, {}
         await self._index(users)
-        changes, omitted, ranks = self.board.moves(before, self.rank_change_limit)
+        if not listened:
+            return stored, {}
+        changes, omitted, ranks = board.moves(before, self.rank_change_limit)
         if changes:
-            await self._publish({"board": self.name, "version": self.seq,
-                                 "changes": changes, "omitted": omitted})
+            payload = {"board": self.name, "version": self.seq, "changes": changes,
+                       "omitted": omitted}
+            try:
+                await pubsub.publish(topic, payload)
+            except Exception as exc:  # fire-and-forget: Top/RankOf are the source of truth
+                self.ctx.log.warning("rank change publish failed", topic=topic, error=repr(exc))
         return stored, ranks
 
     @handler
@@ -319,16 +386,6 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
                  "opted_out": msg.opted_out}
         await self._persist_published([(event_id, event)], [user])
         return {"status": "applied", "opted_out": self.board.is_opted_out(user)}
-
-    async def _publish(self, payload: dict[str, Any]) -> None:
-        pubsub: Any = self.ctx.system.extensions.get("pubsub")
-        if pubsub is None:
-            return
-        topic = leaderboard_topic(self.name)
-        try:
-            await pubsub.publish(topic, payload)
-        except Exception as exc:  # fire-and-forget: Top/RankOf are the source of truth
-            self.ctx.log.warning("rank change publish failed", topic=topic, error=repr(exc))
 
     # -- the Redis index (cluster mode) ---------------------------------------------------------
     def _folded(self, user: str) -> float | None:

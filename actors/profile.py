@@ -579,9 +579,11 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
                     user_id=user, score=score, event_id=f"score:{user}:{key}", at=at,
                     version=self.seq, opted_out=state["leaderboard_opt_out"]))
         pubsub: Any = self.ctx.system.extensions.get("pubsub")
-        if pubsub is None:
+        if pubsub is None or not gain.outbox:
             return
         topic = notifications_topic(user)
+        if not pubsub.may_reach(topic):  # nobody listening (embedded, no socket): build nothing
+            return
         for event in gain.outbox:
             try:
                 await pubsub.publish(topic, event.to_dict())

@@ -56,7 +56,12 @@ BoardKind = Literal["global", "weekly", "area"]
 #: The Redis key of a board is this prefix plus the board name.
 BOARD_KEY_PREFIX: Final = "leaderboard:"
 
-_SNAPSHOT_VERSION: Final = 1
+_SNAPSHOT_VERSION: Final = 2
+#: The keys of each snapshot version :meth:`Leaderboard.from_snapshot` reads.
+_SNAPSHOT_KEYS: Final = {
+    1: frozenset({"version", "scores", "opted_out"}),
+    2: frozenset({"version", "users", "scores", "reached", "opted_out"}),
+}
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _AREA_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BOARD_FORMS: Final = (
@@ -341,56 +346,70 @@ class Leaderboard:
     # -- persistence -----------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """A JSON-able document of the whole board, read back by :meth:`from_snapshot`:
-        ``scores`` lists ``[user, score, reach time in µs since the epoch]``, the ranked users
-        in board order then the opted-out ones in board order; ``opted_out`` lists the
-        opted-out users (with or without a score), sorted."""
+        """A JSON-able document of the whole board, read back by :meth:`from_snapshot`: the
+        scored users in columns (``users``, ``scores``, ``reached``: reach times in µs since
+        the epoch), the ranked users in board order then the opted-out ones in board order;
+        ``opted_out`` lists the opted-out users (with or without a score), sorted. (Columns
+        rather than a row per user: three lists instead of one per user to build, encode,
+        decode and collect.)"""
         hidden = sorted(self._keys[user] for user in self._opted_out if user in self._keys)
+        keys = [*self._ranked, *hidden]
         return {
             "version": _SNAPSHOT_VERSION,
-            "scores": [
-                [key[2], -key[0], key[1]] for keys in (self._ranked, hidden) for key in keys
-            ],
+            "users": [key[2] for key in keys],
+            "scores": [-key[0] for key in keys],
+            "reached": [key[1] for key in keys],
             "opted_out": sorted(self._opted_out),
         }
 
     @classmethod
     def from_snapshot(cls, document: Mapping[str, Any]) -> Leaderboard:
-        """The board a :meth:`snapshot` document describes; errors name the bad part."""
+        """The board a :meth:`snapshot` document describes (or a version 1 document, ``scores``
+        listing ``[user, score, reach time in µs]`` rows); errors name the bad part."""
         if not isinstance(document, Mapping):
             raise TypeError(f"leaderboard snapshot must be a mapping, got {document!r}")
-        expected = {"version", "scores", "opted_out"}
+        version = document.get("version")
+        expected = _SNAPSHOT_KEYS.get(version) if type(version) is int else None
+        if expected is None:
+            raise ValueError(
+                f"leaderboard snapshot version {version!r} is not supported "
+                f"(this code reads versions {sorted(_SNAPSHOT_KEYS)})"
+            )
         if set(document) != expected:
             raise ValueError(
                 f"leaderboard snapshot keys are {sorted(document)}; expected {sorted(expected)}"
-            )
-        if document["version"] != _SNAPSHOT_VERSION:
-            raise ValueError(
-                f"leaderboard snapshot version {document['version']!r} is not supported "
-                f"(this code reads version {_SNAPSHOT_VERSION})"
             )
         board = cls()
         opted_out = document["opted_out"]
         if not isinstance(opted_out, list):
             raise ValueError(f"leaderboard snapshot 'opted_out' must be a list, got {opted_out!r}")
         board._opted_out = {_check_user(user) for user in opted_out}
-        rows = document["scores"]
-        if not isinstance(rows, list):
-            raise ValueError(f"leaderboard snapshot 'scores' must be a list, got {rows!r}")
-        keys = board._keys
-        for row in rows:
-            if not (
-                isinstance(row, list | tuple)
-                and len(row) == 3
-                and isinstance(row[0], str)
-                and row[0]
-                and type(row[1]) is int
-                and type(row[2]) is int
-            ):
+        for name in expected - {"version", "opted_out"}:
+            if not isinstance(document[name], list):
                 raise ValueError(
-                    f"leaderboard snapshot row {row!r} is not [user, score, reach time in µs]"
+                    f"leaderboard snapshot {name!r} must be a list, got {document[name]!r}"
                 )
-            user, score, reached = row
+        if version == 1:
+            rows = document["scores"]
+            for row in rows:
+                if not (isinstance(row, list | tuple) and len(row) == 3):
+                    raise ValueError(
+                        f"leaderboard snapshot row {row!r} is not [user, score, reach time in µs]"
+                    )
+        else:
+            columns = document["users"], document["scores"], document["reached"]
+            if len({len(column) for column in columns}) != 1:
+                raise ValueError(
+                    "leaderboard snapshot columns 'users', 'scores' and 'reached' must be as "
+                    f"long as each other, got {[len(column) for column in columns]}"
+                )
+            rows = zip(*columns, strict=True)
+        keys = board._keys
+        for user, score, reached in rows:
+            if not (isinstance(user, str) and user and type(score) is int
+                    and type(reached) is int):
+                raise ValueError(f"leaderboard snapshot row {[user, score, reached]!r} is not "
+                                 "[user, score, reach time in µs]")
             if user in keys:
                 raise ValueError(f"leaderboard snapshot lists user {user!r} twice")
             keys[user] = (-score, reached, user)

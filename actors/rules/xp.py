@@ -173,6 +173,8 @@ def _reason(value: object, key: str) -> XpReason:
 
 
 def _award_reason(value: object) -> XpReason:
+    if type(value) is XpReason:  # the usual case: XpReason(member) costs an Enum lookup
+        return value
     if isinstance(value, str) and value in _REASON_VALUES:
         return XpReason(value)
     raise ValueError(
@@ -282,7 +284,7 @@ def _optional_day(instance: Any, attribute: Any, value: Any) -> None:
 
 
 def _id_tuple(value: Iterable[str]) -> tuple[str, ...]:
-    ids = tuple(value)
+    ids = value if type(value) is tuple else tuple(value)
     bad = [i for i in ids if not isinstance(i, str) or not i]
     if bad:
         raise ValueError(f"XpLedger.recent_event_ids must hold non-empty strs, got {bad[0]!r}")
@@ -468,7 +470,7 @@ def award(
         daily_cap=table.daily_cap,
         cap_exempt=exempt,
         cap_day=cap_day,
-        created_at=at.astimezone(UTC),
+        created_at=at if at.tzinfo is UTC else at.astimezone(UTC),
     )
     return Award(
         state=new_state,

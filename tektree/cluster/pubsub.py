@@ -152,6 +152,11 @@ class PubSub(Protocol):
         """Wait until every topic subscribed here receives payloads from every node."""
         ...
 
+    def may_reach(self, topic: str) -> bool:
+        """False when a payload published to ``topic`` now would surely reach no subscriber
+        (a publisher may then skip building it); True when it may reach one."""
+        ...
+
     def stats(self) -> PubSubStats:
         """A snapshot of the counters."""
         ...
@@ -432,6 +437,10 @@ class LocalPubSub(_Topics):
         """Always synced: a checkpoint."""
         await trio.lowlevel.checkpoint()
 
+    def may_reach(self, topic: str) -> bool:
+        """Whether ``topic`` has a subscriber (all of them are in this process)."""
+        return topic in self._topics
+
     def stats(self) -> PubSubStats:
         return self._stats()
 
@@ -502,6 +511,10 @@ class RedisPubSub(_Topics):
         await trio.lowlevel.checkpoint()
         while not self._synced():
             await self._state.park()
+
+    def may_reach(self, topic: str) -> bool:
+        """Always True: other nodes' subscribers are not known here."""
+        return True
 
     def stats(self) -> PubSubStats:
         return self._stats(

@@ -175,7 +175,9 @@ async def test_a_journal_of_iso_reach_times_still_folds(tmp_path: Path) -> None:
         assert [e["user_id"] for e in await ref.ask(Top())] == ["bea", "ann", "cid"]
         assert (await ref.ask(score("ann", 40, 4, version=1)))["status"] == "stale"
         page = await node.store.find(JOURNAL, {"actor_id": "leaderboard/global"}, sort=[("seq", 1)])
-        assert page.items[1]["data"]["at_us"] == (T0 + dt.timedelta(seconds=1)).timestamp() * 1e6
+        # [user, score, reach time in µs, version, opted out]
+        assert page.items[1]["data"]["scores"] == [
+            ["bea", 50, (T0 + dt.timedelta(seconds=1)).timestamp() * 1e6, 1, False]]
         with trio.fail_after(5):
             await node.system.passivate_all()
         assert [e["user_id"] for e in await ref.ask(Top())] == ["bea", "ann", "cid"]
@@ -189,3 +191,83 @@ async def test_bad_board_names_and_arguments_fail_clearly(tmp_path: Path) -> Non
         Top(limit=1000)
     with pytest.raises(ValueError, match=r"SetScore\.score"):
         SetScore(user_id="ann", score=-1, event_id="e")
+
+
+async def test_a_batch_of_versioned_updates_is_one_journal_event(tmp_path: Path) -> None:
+    # Tells queue while nothing yields, so the ask after them ends one batch of all six.
+    updates = [score("ann", 10, 1, version=1), score("bea", 20, 2, version=1),
+               SetScore(user_id="ann", score=5, event_id="op", at=T0),  # no version: own id
+               score("cid", 30, 3, version=1), score("ann", 40, 4, version=2)]
+    async with board_node(tmp_path) as node, board_node(tmp_path) as other:
+        ref = node.system.ref("leaderboard", "global")
+        for update in updates:
+            await ref.tell(update)
+        last = await ref.ask(score("dov", 1, 5, version=1))
+        assert last == {"status": "applied", "rank": 4}
+        assert node.store is not None
+        page = await node.store.find(JOURNAL, {"actor_id": "leaderboard/global"}, sort=[("seq", 1)])
+        assert [(e["event_id"], e["event_type"]) for e in page.items] == [
+            ("e1", "leaderboard.scores"), ("op", "leaderboard.score"),
+            ("e3", "leaderboard.scores")]
+        assert [row[:2] for row in page.items[2]["data"]["scores"]] == [
+            ["cid", 30], ["ann", 40], ["dov", 1]]
+        top = [(e["user_id"], e["score"]) for e in await ref.ask(Top())]
+        assert top == [("ann", 40), ("cid", 30), ("bea", 20), ("dov", 1)]
+        # Redelivered, every update is stale (versioned) or a duplicate (its own id).
+        for update in updates[:-1]:
+            await ref.tell(update)
+        replies = await ref.ask(updates[-1])
+        assert replies["status"] == "stale"
+        assert await node.store.count(JOURNAL, {"actor_id": "leaderboard/global"}) == 3
+        # Another activation recovers the same board from the journal alone (no snapshot yet).
+        assert await other.system.ref("leaderboard", "global").ask(Top()) == await ref.ask(Top())
+
+
+async def test_an_update_reusing_a_batch_id_does_not_drop_the_rest_of_its_batch(
+    tmp_path: Path,
+) -> None:
+    async with board_node(tmp_path) as node:
+        ref = node.system.ref("leaderboard", "global")
+        assert (await ref.ask(score("ann", 10, 1, version=1)))["status"] == "applied"
+        await ref.tell(score("ann", 30, 1, version=9))  # e1 again, as the first of a batch
+        await ref.tell(score("bea", 20, 2, version=1))
+        assert (await ref.ask(score("cid", 5, 3, version=1)))["status"] == "applied"
+        top = [(e["user_id"], e["score"]) for e in await ref.ask(Top())]
+        assert top == [("bea", 20), ("ann", 10), ("cid", 5)]
+        assert node.store is not None
+        page = await node.store.find(JOURNAL, {"actor_id": "leaderboard/global"}, sort=[("seq", 1)])
+        assert [e["event_id"] for e in page.items] == ["e1", "e2"]  # the rest, appended again
+
+
+async def test_no_rank_changes_are_built_for_a_topic_nobody_listens_to(tmp_path: Path) -> None:
+    async with board_node(tmp_path) as node:
+        ref = node.system.ref("leaderboard", "global")
+        pubsub = node.system.extensions["pubsub"]
+        assert isinstance(pubsub, LocalPubSub)
+        published = pubsub.stats().published
+        for n, user in enumerate(["ann", "bea", "cid"]):
+            reply = await ref.ask(score(user, 10 * n, n))
+            assert reply == {"status": "applied", "rank": 1}  # replies still carry the rank
+        assert pubsub.stats().published == published
+        with pubsub.subscribe(leaderboard_topic("global")) as sub:
+            await ref.ask(score("ann", 100, 9))
+            (frame,) = drain(sub)
+        assert [(c["user_id"], c["previous_rank"], c["rank"]) for c in frame["changes"]] == [
+            ("ann", 3, 1), ("cid", 1, 2), ("bea", 2, 3)]
+
+
+async def test_snapshots_are_due_by_updates_folded_not_by_journal_events(tmp_path: Path) -> None:
+    async with board_node(tmp_path, SmallSnapshots) as node:
+        assert node.store is not None
+        ref = node.system.ref("leaderboard", "global")
+        for n in range(4):
+            await ref.tell(score(f"u{n}", 10 + n, n, version=1))
+        await ref.ask(score("u4", 1, 4, version=1))  # one event of 5 updates, 5 users
+        snapshot = await node.store.get(SNAPSHOTS, "leaderboard/global")
+        assert snapshot is not None and snapshot["seq"] == 1
+        assert snapshot["state"]["board"]["users"] == ["u3", "u2", "u1", "u0", "u4"]
+        for n in range(4):  # 4 updates after it, in 4 events: not yet 5
+            await ref.ask(score(f"u{n}", 20 + n, 10 + n, version=2))
+        assert (await node.store.get(SNAPSHOTS, "leaderboard/global") or {})["seq"] == 1
+        await ref.ask(score("u4", 30, 20, version=2))
+        assert (await node.store.get(SNAPSHOTS, "leaderboard/global") or {})["seq"] == 6

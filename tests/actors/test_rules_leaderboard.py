@@ -149,12 +149,18 @@ def test_order_does_not_depend_on_row_order(ops: list[tuple[Any, ...]], data: An
     board, reference = Leaderboard(), Reference()
     for op in ops:
         apply(board, reference, op)
-    rows = board.snapshot()["scores"]
+    document = board.snapshot()
+    columns = document["users"], document["scores"], document["reached"]
+    rows = [list(row) for row in zip(*columns, strict=True)]
     shuffled = data.draw(st.permutations(rows))
-    again = Leaderboard.from_snapshot(
-        {"version": 1, "scores": shuffled, "opted_out": board.snapshot()["opted_out"]}
-    )
+    again = Leaderboard.from_snapshot({
+        "version": 2, "users": [r[0] for r in shuffled], "scores": [r[1] for r in shuffled],
+        "reached": [r[2] for r in shuffled], "opted_out": document["opted_out"]})
     assert again.top(len(USERS)) == board.top(len(USERS))
+    # A version 1 document (a row per user) still reads.
+    old = Leaderboard.from_snapshot(
+        {"version": 1, "scores": shuffled, "opted_out": document["opted_out"]})
+    assert old.snapshot() == document
 
 
 # -- ties and reach time ----------------------------------------------------------------------
@@ -275,7 +281,8 @@ def test_errors_name_the_value_and_rule(call: Any, error: type[Exception], match
     board.set_score("usr_a", 1, T0)
     with pytest.raises(error, match=match):
         call(board)
-    assert board.snapshot()["scores"] == [["usr_a", 1, board.snapshot()["scores"][0][2]]]
+    document = board.snapshot()
+    assert (document["users"], document["scores"]) == (["usr_a"], [1])
 
 
 def test_an_unchanged_score_still_rejects_a_bad_time() -> None:
@@ -298,7 +305,16 @@ def test_entry_is_a_validated_frozen_value() -> None:
     ("document", "match"),
     [
         ({"version": 1, "scores": []}, r"keys are \['scores', 'version'\]; expected"),
-        ({"version": 2, "scores": [], "opted_out": []}, r"version 2 is not supported"),
+        ({"version": 3, "scores": [], "opted_out": []}, r"version 3 is not supported"),
+        ({"version": 2, "scores": [], "opted_out": []}, r"keys are \['opted_out', 'scores', "),
+        (
+            {"version": 2, "users": ["usr_a"], "scores": [], "reached": [], "opted_out": []},
+            r"must be as long as each other, got \[1, 0, 0\]",
+        ),
+        (
+            {"version": 2, "users": ["usr_a"], "scores": [1.5], "reached": [0], "opted_out": []},
+            r"row \['usr_a', 1.5, 0\] is not \[user",
+        ),
         ({"version": 1, "scores": {}, "opted_out": []}, r"'scores' must be a list"),
         ({"version": 1, "scores": [], "opted_out": "usr_a"}, r"'opted_out' must be a list"),
         ({"version": 1, "scores": [["usr_a", 1]], "opted_out": []}, r"row \['usr_a', 1\] is not"),

@@ -130,8 +130,10 @@ async def test_a_topic_going_from_one_subscriber_to_three_and_back_delivers_to_e
     assert pubsub.stats() == PubSubStats(
         topics=1, subscribers=1, published=4, delivered=7, dropped=0)
     assert drain(third) == [2, 3, 4]
+    assert pubsub.may_reach("t") and not pubsub.may_reach("other")
     third.close()
     assert (pubsub.stats().topics, pubsub.stats().subscribers) == (0, 0)
+    assert not pubsub.may_reach("t")
     again = pubsub.subscribe("t")
     await pubsub.publish("t", 5)
     assert (again.pending, drain(again), again.pending) == (1, [5], 0)
@@ -274,6 +276,7 @@ async def test_redis_subscription_follows_the_first_and_last_local_subscriber(
             return await raw.pubsub_channels()
 
         assert await channels() == set()
+        assert a.may_reach("room:r1")  # another node may subscribe: never known here
         first = a.subscribe("room:r1")
         second = a.subscribe("room:r1")
         a.subscribe("room:r2").close()  # in and out before the reader catches up
