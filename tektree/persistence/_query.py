@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import attrs
+import orjson
 
 from tektree.persistence._errors import (
     InvalidCursor,
@@ -76,15 +77,29 @@ def check_field(name: str) -> str:
 
 #: ``json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)`` without
 #: building a new ``JSONEncoder`` on every call (``json.dumps`` reuses its cached one only for
-#: the default options): the same C encoder, the same text, about half the cost of a small
-#: document. ``encode`` keeps no state between calls, so the writer and reader threads share it.
+#: the default options): the same C encoder, the same text. ``encode`` keeps no state between
+#: calls, so the writer and reader threads share it. It decides every document that
+#: ``orjson`` cannot encode exactly (see ``dumps``).
 _encode: Final = json.JSONEncoder(
     separators=(",", ":"), allow_nan=False, ensure_ascii=False
 ).encode
 
 
 def dumps(collection: str, doc: Mapping[str, Any]) -> str:
-    """Serialize a document to compact JSON, rejecting values JSON cannot hold."""
+    """Serialize a document to compact JSON, rejecting values JSON cannot hold.
+
+    ``orjson`` encodes about ten times faster than ``json``, but it writes NaN and infinities
+    as ``null`` and encodes UUIDs, enums, dataclasses and datetimes, which the store refuses.
+    So its text is kept only when it decodes back to a document equal to ``doc`` (still
+    several times cheaper than ``json``): then ``json`` would have written the same values.
+    Anything else (NaN, a UUID, ints beyond 64 bits, non-str keys, tuples) is encoded by
+    ``json`` exactly as before, or refused with its error."""
+    try:
+        text = orjson.dumps(doc)
+        if orjson.loads(text) == doc:
+            return text.decode()
+    except (TypeError, ValueError):  # orjson's JSONEncodeError is a TypeError
+        pass
     try:
         return _encode(doc)
     except (TypeError, ValueError) as exc:

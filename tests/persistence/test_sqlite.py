@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
@@ -138,6 +140,21 @@ async def test_documents_must_be_json(tmp_path: Path) -> None:
         with pytest.raises(InvalidDocument, match="_id must be a non-empty str"):
             await store.insert("c", {"_id": 5})
         assert await store.count("c") == 0
+
+
+async def test_documents_keep_the_json_encoders_rules(tmp_path: Path) -> None:
+    # orjson encodes the documents it can encode exactly; the rest keep json's behaviour:
+    # NaN and infinities, UUIDs and datetimes refused (orjson would write null or a string),
+    # ints beyond 64 bits and non-str keys of nested objects stored as json writes them.
+    async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        for value in (float("nan"), [1, float("inf")], uuid.uuid4(), dt.datetime.now(dt.UTC)):
+            with pytest.raises(InvalidDocument, match="JSON"):
+                await store.insert("c", {"_id": "bad", "v": value})
+        await store.insert("c", {"_id": "big", "v": 2**70, "m": {1: "one"}, "t": (1, 2)})
+        assert await store.get("c", "big") == {
+            "_id": "big", "v": 2**70, "m": {"1": "one"}, "t": [1, 2]
+        }
+        assert await store.count("c") == 1
 
 
 async def test_top_level_keys_are_checked_on_every_document(tmp_path: Path) -> None:
