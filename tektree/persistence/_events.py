@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
@@ -39,8 +40,22 @@ def format_timestamp(when: dt.datetime) -> str:
     return text + "Z" if when.microsecond else text + ".000000Z"
 
 
+#: The second ``utc_now`` last formatted and its text up to the seconds: formatting a
+#: datetime costs ~0.7 us, a cached prefix plus the microseconds ~0.2 us, and several
+#: timestamps per journaled event fall in the same second. One tuple, replaced whole, so
+#: threads share it safely.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
-    return format_timestamp(dt.datetime.now(dt.UTC))
+    """Now, as ``format_timestamp`` writes it (the same clock as ``datetime.now``)."""
+    global _last_second
+    second, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    cached, prefix = _last_second
+    if second != cached:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second = (second, prefix)
+    return f"{prefix}.{micros:06d}Z"
 
 
 @attrs.frozen(kw_only=True)
@@ -77,6 +92,21 @@ class DomainEvent:
 
 def event_document(event: DomainEvent | Mapping[str, Any]) -> dict[str, Any]:
     """The stored form of an event: its envelope, ``_id = event_id``, ``published: false``."""
+    if isinstance(event, DomainEvent) and event.event_id and event.event_type and event.timestamp:
+        return {  # the same document as below, built in one step (every outbox write does this)
+            "_id": event.event_id,
+            "event_id": event.event_id,
+            "event_type": event.event_type,
+            "event_version": event.event_version,
+            "timestamp": event.timestamp,
+            "trace_id": event.trace_id,
+            "correlation_id": event.correlation_id,
+            "source_service": event.source_service,
+            "producer_id": event.producer_id,
+            "metadata": event.metadata,
+            "payload": event.payload,
+            "published": False,
+        }
     data = event.to_dict() if isinstance(event, DomainEvent) else dict(event)
     if not (data.get("event_id") and data.get("event_type") and data.get("timestamp")):
         missing = [f for f in ("event_id", "event_type", "timestamp") if not data.get(f)]

@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -97,6 +98,37 @@ BUSY_TIMEOUT_MS: Final = 10_000
 @attrs.define
 class _Request(WriteRequest):
     done: trio.Event = attrs.Factory(trio.Event)
+
+
+class _UnitBlock:
+    """``async with store.unit() as u``: records ``u``'s writes, then commits them as one
+    request when the block ends without an exception (a plain class: an
+    ``asynccontextmanager`` costs an async generator and its machinery per unit, and every
+    journal append is a unit)."""
+
+    __slots__ = ("_store", "_unit")
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._unit = Unit()
+
+    async def __aenter__(self) -> Unit:
+        return self._unit
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            return  # the block failed: nothing was written; its exception goes on
+        u = self._unit
+        with self._store._metrics.timed("unit"):
+            if u.ops:
+                u.results = await self._store._write(u.ops)
+            else:
+                await trio.lowlevel.checkpoint()
 
 
 def _connect(path: str, *, writer: bool) -> sqlite3.Connection:
@@ -400,15 +432,8 @@ class SqliteStore:
 
             return req.page(await self._read(run))
 
-    @asynccontextmanager
-    async def unit(self) -> AsyncIterator[Unit]:
-        u = Unit()
-        yield u
-        with self._metrics.timed("unit"):
-            if u.ops:
-                u.results = await self._write(u.ops)
-            else:
-                await trio.lowlevel.checkpoint()
+    def unit(self) -> _UnitBlock:
+        return _UnitBlock(self)
 
     async def health(self) -> Health:
         start = time.perf_counter()
