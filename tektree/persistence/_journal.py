@@ -138,10 +138,11 @@ class Journal:
         recording more writes on the unit) commit in the same unit as the events, and only
         when at least one event is appended: a redelivery that appends nothing writes nothing.
         """
-        ids = [e.event_id for e in events]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
-            raise DuplicateEvent(actor_id, dup)
+        if len(events) > 1:
+            ids = [e.event_id for e in events]
+            if len(set(ids)) != len(ids):
+                dup = next(i for i in ids if ids.count(i) > 1)
+                raise DuplicateEvent(actor_id, dup)
         entry = self._locks.get(actor_id)
         if entry is None:
             # Uncontended (the usual case: one activation appends one unit at a time): take
@@ -193,31 +194,32 @@ class Journal:
         if head is None:
             head = await self.last_seq(actor_id)
         now = utc_now()
-        stored = [
-            StoredEvent(
-                actor_id=actor_id,
-                seq=head + i,
-                event_id=e.event_id,
-                event_type=e.event_type,
-                data=e.data,
-                timestamp=now,
-                fencing_token=fencing_token,
+        stored: list[StoredEvent] = []
+        docs: list[dict[str, Any]] = []
+        for seq, e in enumerate(events, start=head + 1):
+            stored.append(
+                StoredEvent(
+                    actor_id=actor_id,
+                    seq=seq,
+                    event_id=e.event_id,
+                    event_type=e.event_type,
+                    data=e.data,
+                    timestamp=now,
+                    fencing_token=fencing_token,
+                )
             )
-            for i, e in enumerate(events, start=1)
-        ]
-        docs = [
-            {
-                "_id": f"{actor_id}#{s.seq}",
-                "actor_id": actor_id,
-                "seq": s.seq,
-                "event_id": s.event_id,
-                "event_type": s.event_type,
-                "data": s.data,
-                "timestamp": now,
-                "fencing_token": fencing_token,
-            }
-            for s in stored
-        ]
+            docs.append(
+                {
+                    "_id": f"{actor_id}#{seq}",
+                    "actor_id": actor_id,
+                    "seq": seq,
+                    "event_id": e.event_id,
+                    "event_type": e.event_type,
+                    "data": e.data,
+                    "timestamp": now,
+                    "fencing_token": fencing_token,
+                }
+            )
         try:
             async with self._store.unit() as unit:
                 if fencing_token is not None:  # first: on a non-atomic store it stops the rest

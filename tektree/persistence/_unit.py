@@ -64,7 +64,7 @@ def insert_op(collection: str, docs: Sequence[Mapping[str, Any]]) -> InsertOp:
         raise TypeError(f"insert_many takes a list of documents, got {type(docs).__name__}")
     return InsertOp(
         collection=collection,
-        docs=tuple(prepare_document(collection, d, new_id) for d in docs),
+        docs=tuple([prepare_document(collection, d, new_id) for d in docs]),
     )
 
 
