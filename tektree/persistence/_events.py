@@ -34,28 +34,34 @@ def format_timestamp(when: dt.datetime) -> str:
         when = when.astimezone(dt.UTC)
     if when.year < 1000:  # isoformat pads the year to 4 digits, strftime("%Y") does not
         return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    # Plain isoformat() is ~5x cheaper than isoformat(timespec=...) (measured: 1.1 vs 5.4 us),
-    # and this runs several times per journaled event; it omits a zero fraction.
-    text = when.isoformat()[:-6]  # drop "+00:00"
-    return text + "Z" if when.microsecond else text + ".000000Z"
-
-
-#: The second ``utc_now`` last formatted and its text up to the seconds: formatting a
-#: datetime costs ~0.7 us, a cached prefix plus the microseconds ~0.2 us, and several
-#: timestamps per journaled event fall in the same second. One tuple, replaced whole, so
-#: threads share it safely.
-_last_second: tuple[int, str] = (-1, "")
+    # An aware isoformat() costs ~0.95 us (its offset is formatted too); the epoch second in
+    # integers and a cached text of it ~0.45 us.
+    second = (when.toordinal() - _EPOCH_ORDINAL) * 86400 + (
+        when.hour * 3600 + when.minute * 60 + when.second
+    )
+    return f"{_second_text(second)}.{when.microsecond:06d}Z"
 
 
 def utc_now() -> str:
     """Now, as ``format_timestamp`` writes it (the same clock as ``datetime.now``)."""
-    global _last_second
     second, micros = divmod(time.time_ns() // 1000, 1_000_000)
-    cached, prefix = _last_second
+    return f"{_second_text(second)}.{micros:06d}Z"
+
+
+_EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
+#: The epoch second last formatted and its text: several timestamps per journaled event
+#: fall in the same second. One tuple, replaced whole, so threads share it safely.
+_last_second: tuple[int, str] = (-1, "")
+
+
+def _second_text(second: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of an epoch second (UTC; years 1000 to 9999)."""
+    global _last_second
+    cached, text = _last_second
     if second != cached:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _last_second = (second, prefix)
-    return f"{prefix}.{micros:06d}Z"
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second = (second, text)
+    return text
 
 
 @attrs.frozen(kw_only=True)
