@@ -105,26 +105,25 @@ BUSY_TIMEOUT_MS: Final = 10_000
 @attrs.define
 class _Request(WriteRequest):
     """A writer's request; its task parks on it until ``wake`` (no ``trio.Event``: one
-    fewer object, park and unpark per write). ``task`` is None once it was woken."""
+    fewer object, park and unpark per write). ``task`` is None once it was woken or its
+    wait was cancelled."""
 
-    store: SqliteStore | None = None
     task: Task | None = None
-    #: Cancelled while its batch was committing: it waited for the outcome regardless.
-    cancelled: bool = False
+    done: bool = False
 
     def abort(self, _: RaiseCancelT) -> Abort:
-        if not self.taken:  # never started: it leaves the queue, state unchanged
-            assert self.store is not None
-            self.store._pending.remove(self)
-            self.task = None
-            return Abort.SUCCEEDED
-        self.cancelled = True  # in flight: let it finish; ``_write`` raises Cancelled then
-        return Abort.FAILED
+        self.task = None  # ``_write`` decides what the cancellation means
+        return Abort.SUCCEEDED
 
     def wake(self) -> None:
+        self.done = True
         task, self.task = self.task, None
         if task is not None:
             reschedule(task)
+
+
+def _wait_regardless(_: RaiseCancelT) -> Abort:
+    return Abort.FAILED
 
 
 class _UnitBlock:
@@ -281,13 +280,20 @@ class SqliteStore:
     async def _write(self, ops: Sequence[Op | IndexOp | TextIndexOp]) -> list[OpResult]:
         if self._closed:
             raise StoreClosed(self.path)
-        req = _Request(ops=ops, store=self, task=current_task())
+        req = _Request(ops=ops, task=current_task())
         self._pending.append(req)
         self._metrics.pending_writes = len(self._pending)
         self._wake.set()
-        await wait_task_rescheduled(req.abort)
-        if req.cancelled:
-            await trio.lowlevel.checkpoint()  # the cancellation still stands: raises it
+        try:
+            await wait_task_rescheduled(req.abort)
+        except trio.Cancelled:
+            if not req.taken:
+                self._pending.remove(req)  # never started: state unchanged
+                raise
+            if not req.done:  # in flight: let it finish (uncancellably), then cancel
+                req.task = current_task()
+                await wait_task_rescheduled(_wait_regardless)
+            raise
         if req.error is not None:
             raise req.error
         if any(isinstance(op, InsertOp) and op.collection == EVENTS_COLLECTION for op in ops):
