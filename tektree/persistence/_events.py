@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
@@ -33,14 +34,34 @@ def format_timestamp(when: dt.datetime) -> str:
         when = when.astimezone(dt.UTC)
     if when.year < 1000:  # isoformat pads the year to 4 digits, strftime("%Y") does not
         return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    # Plain isoformat() is ~5x cheaper than isoformat(timespec=...) (measured: 1.1 vs 5.4 us),
-    # and this runs several times per journaled event; it omits a zero fraction.
-    text = when.isoformat()[:-6]  # drop "+00:00"
-    return text + "Z" if when.microsecond else text + ".000000Z"
+    # An aware isoformat() costs ~0.95 us (its offset is formatted too); the epoch second in
+    # integers and a cached text of it ~0.45 us.
+    second = (when.toordinal() - _EPOCH_ORDINAL) * 86400 + (
+        when.hour * 3600 + when.minute * 60 + when.second
+    )
+    return f"{_second_text(second)}.{when.microsecond:06d}Z"
 
 
 def utc_now() -> str:
-    return format_timestamp(dt.datetime.now(dt.UTC))
+    """Now, as ``format_timestamp`` writes it (the same clock as ``datetime.now``)."""
+    second, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    return f"{_second_text(second)}.{micros:06d}Z"
+
+
+_EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
+#: The epoch second last formatted and its text: several timestamps per journaled event
+#: fall in the same second. One tuple, replaced whole, so threads share it safely.
+_last_second: tuple[int, str] = (-1, "")
+
+
+def _second_text(second: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of an epoch second (UTC; years 1000 to 9999)."""
+    global _last_second
+    cached, text = _last_second
+    if second != cached:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second = (second, text)
+    return text
 
 
 @attrs.frozen(kw_only=True)
@@ -77,6 +98,21 @@ class DomainEvent:
 
 def event_document(event: DomainEvent | Mapping[str, Any]) -> dict[str, Any]:
     """The stored form of an event: its envelope, ``_id = event_id``, ``published: false``."""
+    if isinstance(event, DomainEvent) and event.event_id and event.event_type and event.timestamp:
+        return {  # the same document as below, built in one step (every outbox write does this)
+            "_id": event.event_id,
+            "event_id": event.event_id,
+            "event_type": event.event_type,
+            "event_version": event.event_version,
+            "timestamp": event.timestamp,
+            "trace_id": event.trace_id,
+            "correlation_id": event.correlation_id,
+            "source_service": event.source_service,
+            "producer_id": event.producer_id,
+            "metadata": event.metadata,
+            "payload": event.payload,
+            "published": False,
+        }
     data = event.to_dict() if isinstance(event, DomainEvent) else dict(event)
     if not (data.get("event_id") and data.get("event_type") and data.get("timestamp")):
         missing = [f for f in ("event_id", "event_type", "timestamp") if not data.get(f)]

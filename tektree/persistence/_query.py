@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import attrs
+import orjson
 
 from tektree.persistence._errors import (
     InvalidCursor,
@@ -54,13 +55,22 @@ class Condition:
     value: Any
 
 
+#: Collection names already found valid: a set lookup instead of a regex match per
+#: operation (a store uses a handful of names; bounded all the same).
+_VALID_COLLECTIONS: Final[set[str]] = set()
+
+
 def check_collection(name: str) -> str:
+    if type(name) is str and name in _VALID_COLLECTIONS:
+        return name
     if not isinstance(name, str) or not _COLLECTION_RE.match(name):
         raise InvalidQuery(
             f"collection name {name!r} is invalid: use 1-63 letters, digits or underscores, "
             "not starting with a digit",
             value=name,
         )
+    if len(_VALID_COLLECTIONS) < 1024:
+        _VALID_COLLECTIONS.add(name)
     return name
 
 
@@ -76,15 +86,29 @@ def check_field(name: str) -> str:
 
 #: ``json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False)`` without
 #: building a new ``JSONEncoder`` on every call (``json.dumps`` reuses its cached one only for
-#: the default options): the same C encoder, the same text, about half the cost of a small
-#: document. ``encode`` keeps no state between calls, so the writer and reader threads share it.
+#: the default options): the same C encoder, the same text. ``encode`` keeps no state between
+#: calls, so the writer and reader threads share it. It decides every document that
+#: ``orjson`` cannot encode exactly (see ``dumps``).
 _encode: Final = json.JSONEncoder(
     separators=(",", ":"), allow_nan=False, ensure_ascii=False
 ).encode
 
 
 def dumps(collection: str, doc: Mapping[str, Any]) -> str:
-    """Serialize a document to compact JSON, rejecting values JSON cannot hold."""
+    """Serialize a document to compact JSON, rejecting values JSON cannot hold.
+
+    ``orjson`` encodes about ten times faster than ``json``, but it writes NaN and infinities
+    as ``null`` and encodes UUIDs, enums, dataclasses and datetimes, which the store refuses.
+    So its text is kept only when it decodes back to a document equal to ``doc`` (still
+    several times cheaper than ``json``): then ``json`` would have written the same values.
+    Anything else (NaN, a UUID, ints beyond 64 bits, non-str keys, tuples) is encoded by
+    ``json`` exactly as before, or refused with its error."""
+    try:
+        text = orjson.dumps(doc)
+        if orjson.loads(text) == doc:
+            return text.decode()
+    except (TypeError, ValueError):  # orjson's JSONEncodeError is a TypeError
+        pass
     try:
         return _encode(doc)
     except (TypeError, ValueError) as exc:

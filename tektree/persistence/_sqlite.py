@@ -30,11 +30,19 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import attrs
 import trio
-from trio.lowlevel import current_task, wait_task_rescheduled
+from trio.lowlevel import (
+    Abort,
+    RaiseCancelT,
+    Task,
+    current_task,
+    reschedule,
+    wait_task_rescheduled,
+)
 
 from tektree.persistence._errors import InvalidQuery, StoreClosed, StoreUnavailable
 from tektree.persistence._metrics import StoreMetrics, StoreStatistics
@@ -96,7 +104,57 @@ BUSY_TIMEOUT_MS: Final = 10_000
 
 @attrs.define
 class _Request(WriteRequest):
-    done: trio.Event = attrs.Factory(trio.Event)
+    """A writer's request; its task parks on it until ``wake`` (no ``trio.Event``: one
+    fewer object, park and unpark per write). ``task`` is None once it was woken or its
+    wait was cancelled."""
+
+    task: Task | None = None
+    done: bool = False
+
+    def abort(self, _: RaiseCancelT) -> Abort:
+        self.task = None  # ``_write`` decides what the cancellation means
+        return Abort.SUCCEEDED
+
+    def wake(self) -> None:
+        self.done = True
+        task, self.task = self.task, None
+        if task is not None:
+            reschedule(task)
+
+
+def _wait_regardless(_: RaiseCancelT) -> Abort:
+    return Abort.FAILED
+
+
+class _UnitBlock:
+    """``async with store.unit() as u``: records ``u``'s writes, then commits them as one
+    request when the block ends without an exception (a plain class: an
+    ``asynccontextmanager`` costs an async generator and its machinery per unit, and every
+    journal append is a unit)."""
+
+    __slots__ = ("_store", "_unit")
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._unit = Unit()
+
+    async def __aenter__(self) -> Unit:
+        return self._unit
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            return  # the block failed: nothing was written; its exception goes on
+        u = self._unit
+        with self._store._metrics.timed("unit"):
+            if u.ops:
+                u.results = await self._store._write(u.ops)
+            else:
+                await trio.lowlevel.checkpoint()
 
 
 def _connect(path: str, *, writer: bool) -> sqlite3.Connection:
@@ -176,7 +234,7 @@ class SqliteStore:
         self._closed = True
         for req in self._pending:
             req.error = StoreClosed(self.path)
-            req.done.set()
+            req.wake()
         self._pending.clear()
         for conn in self._all_readers:
             conn.close()
@@ -217,23 +275,24 @@ class SqliteStore:
                 pass
             finally:
                 for req in batch:
-                    req.done.set()
+                    req.wake()
 
     async def _write(self, ops: Sequence[Op | IndexOp | TextIndexOp]) -> list[OpResult]:
         if self._closed:
             raise StoreClosed(self.path)
-        req = _Request(ops=ops)
+        req = _Request(ops=ops, task=current_task())
         self._pending.append(req)
         self._metrics.pending_writes = len(self._pending)
         self._wake.set()
         try:
-            await req.done.wait()
+            await wait_task_rescheduled(req.abort)
         except trio.Cancelled:
             if not req.taken:
                 self._pending.remove(req)  # never started: state unchanged
                 raise
-            with trio.CancelScope(shield=True):  # in flight: let it finish, then cancel
-                await req.done.wait()
+            if not req.done:  # in flight: let it finish (uncancellably), then cancel
+                req.task = current_task()
+                await wait_task_rescheduled(_wait_regardless)
             raise
         if req.error is not None:
             raise req.error
@@ -400,15 +459,8 @@ class SqliteStore:
 
             return req.page(await self._read(run))
 
-    @asynccontextmanager
-    async def unit(self) -> AsyncIterator[Unit]:
-        u = Unit()
-        yield u
-        with self._metrics.timed("unit"):
-            if u.ops:
-                u.results = await self._write(u.ops)
-            else:
-                await trio.lowlevel.checkpoint()
+    def unit(self) -> _UnitBlock:
+        return _UnitBlock(self)
 
     async def health(self) -> Health:
         start = time.perf_counter()

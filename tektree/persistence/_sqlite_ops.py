@@ -12,6 +12,7 @@ several documents that lack the field (MongoDB counts them as one ``null``).
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
@@ -194,10 +195,23 @@ def run_op(
     return _ensure_index(conn, registry, op)
 
 
+@functools.cache
+def insert_sql(collection: str) -> str:
+    return f"INSERT INTO {table(collection)} (id, doc) VALUES (?, ?)"
+
+
 def _insert(conn: sqlite3.Connection, registry: Registry, op: InsertOp) -> list[str]:
-    """One ``executemany`` for the documents (one cursor, one statement lookup), each encoded
-    as it is bound: the row that fails is the one last encoded."""
+    """One ``execute`` for one document (an outbox event, a journal event); one
+    ``executemany`` for several (one cursor, one statement lookup), each encoded as it is
+    bound: the row that fails is the one last encoded."""
     collection = op.collection
+    if len(op.docs) == 1:
+        (doc,) = op.docs
+        try:
+            conn.execute(insert_sql(collection), (doc[ID_FIELD], dumps(collection, doc)))
+        except sqlite3.IntegrityError as exc:
+            raise registry.duplicate(exc, collection, doc) from None
+        return [str(doc[ID_FIELD])]
     last: Document = {}
 
     def rows() -> Iterator[tuple[Any, str]]:
@@ -207,7 +221,7 @@ def _insert(conn: sqlite3.Connection, registry: Registry, op: InsertOp) -> list[
             yield doc[ID_FIELD], dumps(collection, doc)
 
     try:
-        conn.executemany(f"INSERT INTO {table(collection)} (id, doc) VALUES (?, ?)", rows())
+        conn.executemany(insert_sql(collection), rows())
     except sqlite3.IntegrityError as exc:
         raise registry.duplicate(exc, collection, last) from None
     return [str(d[ID_FIELD]) for d in op.docs]
@@ -283,7 +297,7 @@ def commit_batch(
     A batch of plain document writes is first run without the savepoints (two statements per
     request fewer): if none of its requests fails, the outcome is the same; if one does, that
     transaction is rolled back whole and the batch runs again, savepoint by savepoint."""
-    if all(isinstance(op, _DATA_OPS) for req in batch for op in req.ops):
+    if {type(op) for req in batch for op in req.ops} <= _DATA_OPS:
         try:
             return _commit(conn, registry, known, batch, isolated=False)
         except _RequestFailed:
@@ -292,7 +306,7 @@ def commit_batch(
     return _commit(conn, registry, known, batch, isolated=True)
 
 
-_DATA_OPS: Final = (InsertOp, UpdateOp, DeleteOp)
+_DATA_OPS: Final = frozenset({InsertOp, UpdateOp, DeleteOp})
 
 
 class _RequestFailed(Exception):
@@ -307,14 +321,11 @@ def _commit(
     *,
     isolated: bool,
 ) -> set[str]:
-    created: set[str] = set()
+    created = {op.collection for req in batch for op in req.ops} - known
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for req in batch:
-            for op in req.ops:
-                if op.collection not in known and op.collection not in created:
-                    conn.execute(create_table_sql(op.collection))
-                    created.add(op.collection)
+        for collection in sorted(created):
+            conn.execute(create_table_sql(collection))
         for req in batch:
             if not isolated:
                 try:

@@ -64,7 +64,7 @@ def insert_op(collection: str, docs: Sequence[Mapping[str, Any]]) -> InsertOp:
         raise TypeError(f"insert_many takes a list of documents, got {type(docs).__name__}")
     return InsertOp(
         collection=collection,
-        docs=tuple(prepare_document(collection, d, new_id) for d in docs),
+        docs=tuple([prepare_document(collection, d, new_id) for d in docs]),
     )
 
 
@@ -151,15 +151,20 @@ class CommitNotifier:
 
     def __init__(self) -> None:
         self.generation = 0
-        self._event = trio.Event()
+        #: The event a relay waits on: made by the first waiter, set and dropped by the next
+        #: commit (most commits find no relay waiting, and make nothing).
+        self._event: trio.Event | None = None
 
     def notify(self) -> None:
         self.generation += 1
-        self._event.set()
-        self._event = trio.Event()
+        if self._event is not None:
+            self._event.set()
+            self._event = None
 
     async def wait_past(self, generation: int) -> None:
         if self.generation != generation:
             await trio.lowlevel.checkpoint()
             return
+        if self._event is None:
+            self._event = trio.Event()
         await self._event.wait()

@@ -153,6 +153,32 @@ async def test_concurrent_appends_to_one_actor_queue_behind_each_other(
     assert seqs == list(range(1, len(seqs) + 1)) and 21 <= len(seqs) <= 23
 
 
+async def test_an_append_cancelled_while_waiting_leaves_the_turn_to_the_next(
+    store: DocumentStore,
+) -> None:
+    journal = Journal(store)
+    waiting = trio.CancelScope()
+
+    async def cancelled_writer() -> None:
+        with waiting:
+            await journal.append("acct", [deposit(1)])
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(journal.append, "acct", [deposit(0)])  # takes the turn at once
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(cancelled_writer)
+            await trio.testing.wait_all_tasks_blocked()
+            waiting.cancel()  # waiting for its turn, or in flight if the first was quick
+            nursery.start_soon(journal.append, "acct", [deposit(2)])
+        await journal.append("acct", [deposit(3)])  # the turn was left free: no hang
+    events = await journal.read("acct")
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    ids = [e.event_id for e in events]
+    assert ids in (["e0", "e2", "e3"], ["e0", "e1", "e2", "e3"])
+    assert journal._locks == {}
+
+
 async def test_lower_fencing_token_is_refused_and_writes_nothing(store: DocumentStore) -> None:
     old, new = Journal(store), Journal(store)
     await old.append("acct", [deposit(1)], fencing_token=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -16,7 +17,9 @@ from tektree.persistence import (
     DurableDeduplicator,
     IndexSpec,
     OutboxRelay,
+    format_timestamp,
     replay,
+    utc_now,
 )
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -273,5 +276,32 @@ def test_an_envelope_dict_has_every_field_of_the_class_in_the_seed_order() -> No
     assert all(data[name] == getattr(evt, name) for name in ENVELOPE_FIELDS)
     doc = event_document(evt)
     assert doc["_id"] == "evt_x" and doc["published"] is False
+    # A DomainEvent's document is built in one step: the same as from its envelope dict.
+    assert list(doc.items()) == list(event_document(evt.to_dict()).items())
+    assert list(doc) == ["_id", *ENVELOPE_FIELDS, "published"]
     with pytest.raises(InvalidDocument, match="lacks timestamp"):
         event_document({"event_id": "e", "event_type": "a.b", "timestamp": ""})
+    with pytest.raises(InvalidDocument, match="lacks timestamp"):
+        event_document(attrs.evolve(evt, timestamp=""))
+
+
+@pytest.mark.parametrize("when", [
+    dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    dt.datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+    dt.datetime(1969, 12, 31, 23, 59, 59, 5, tzinfo=dt.UTC),
+    dt.datetime(1000, 1, 1, tzinfo=dt.UTC),
+    dt.datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=dt.UTC),
+    dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+    dt.datetime(2026, 3, 29, 3, 30, 0, 42, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+])
+def test_timestamps_are_utc_with_microseconds(when: dt.datetime) -> None:
+    # format_timestamp caches the text of the last second it formatted: twice the same.
+    expected = when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert format_timestamp(when) == format_timestamp(when) == expected
+
+
+def test_utc_now_is_the_current_time_formatted() -> None:
+    before = format_timestamp(dt.datetime.now(dt.UTC))
+    now = utc_now()
+    after = format_timestamp(dt.datetime.now(dt.UTC))
+    assert before <= now <= after and len(now) == 27

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
+import threading
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -131,6 +135,40 @@ async def test_cancelled_queued_write_changes_nothing(tmp_path: Path) -> None:
         assert await store.count("c") == 3
 
 
+async def test_write_cancelled_in_flight_commits_then_raises_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tektree.persistence._sqlite as sqlite_module
+
+    release = threading.Event()
+    commit_batch = sqlite_module.commit_batch
+
+    def slow_commit(*args: Any) -> Any:
+        release.wait(30)
+        return commit_batch(*args)
+
+    monkeypatch.setattr(sqlite_module, "commit_batch", slow_commit)
+    async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        outcome: list[str] = []
+
+        async def writer(scope: trio.CancelScope) -> None:
+            with scope:
+                await store.insert("c", {"_id": "in-flight"})
+                outcome.append("returned")
+            outcome.append("cancelled" if scope.cancelled_caught else "done")
+
+        scope = trio.CancelScope()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer, scope)
+            await trio.testing.wait_all_tasks_blocked()  # its batch waits in the thread
+            scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert outcome == []  # still waiting for the commit it is part of
+            release.set()
+        assert outcome == ["cancelled"]
+        assert await store.get("c", "in-flight") == {"_id": "in-flight"}
+
+
 async def test_documents_must_be_json(tmp_path: Path) -> None:
     async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
         with pytest.raises(InvalidDocument, match="JSON"):
@@ -138,6 +176,21 @@ async def test_documents_must_be_json(tmp_path: Path) -> None:
         with pytest.raises(InvalidDocument, match="_id must be a non-empty str"):
             await store.insert("c", {"_id": 5})
         assert await store.count("c") == 0
+
+
+async def test_documents_keep_the_json_encoders_rules(tmp_path: Path) -> None:
+    # orjson encodes the documents it can encode exactly; the rest keep json's behaviour:
+    # NaN and infinities, UUIDs and datetimes refused (orjson would write null or a string),
+    # ints beyond 64 bits and non-str keys of nested objects stored as json writes them.
+    async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        for value in (float("nan"), [1, float("inf")], uuid.uuid4(), dt.datetime.now(dt.UTC)):
+            with pytest.raises(InvalidDocument, match="JSON"):
+                await store.insert("c", {"_id": "bad", "v": value})
+        await store.insert("c", {"_id": "big", "v": 2**70, "m": {1: "one"}, "t": (1, 2)})
+        assert await store.get("c", "big") == {
+            "_id": "big", "v": 2**70, "m": {"1": "one"}, "t": [1, 2]
+        }
+        assert await store.count("c") == 1
 
 
 async def test_top_level_keys_are_checked_on_every_document(tmp_path: Path) -> None:
