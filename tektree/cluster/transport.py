@@ -112,7 +112,7 @@ class StreamTransport(FrameWriter):
             "XREADGROUP", "GROUP", self.group, node, "COUNT", batch_max, "BLOCK", block_ms,
             "STREAMS", self.inbox, ">",
         ])
-        self._received = self._malformed = self._claimed = self._groups = 0
+        self._malformed = self._claimed = self._groups = 0
 
     def statistics(self) -> TransportStatistics:
         return TransportStatistics(
@@ -181,18 +181,17 @@ class StreamTransport(FrameWriter):
                     self._acks.setdefault(self.inbox, [])[:0] = ids
                     self._acks_in_flight -= 1
                     self._wake.set()
-            if self._inflight is not None and not self._pumping:
-                # The replies of a direct write are in by now, most likely (a reply to it is):
-                # take them here, which spares the writer a wake of its own.
-                try:
-                    self._take_replies()
-                except RespConnectionError:
-                    self._writer_lost()
             carry = self._acks.pop(self.inbox, None)
             if carry:
                 self._acks_in_flight += 1
             if not batch:
                 self._history_from = None
+                if self._inflight and not self._pumping:
+                    # Idle: confirm the last direct writes (the next ones would, else).
+                    try:
+                        self._take_replies()
+                    except RespConnectionError:
+                        self._writer_lost()
                 continue
             self._last_read = batch[-1].entry_id
             if self._history_from is not None:
