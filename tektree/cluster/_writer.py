@@ -129,6 +129,13 @@ class FrameWriter:
         self._replies: list[Any] = []  # the replies read so far of ``_inflight[0]`` and on
         self._sent = self._flushes = self._send_errors = self._direct = 0
         self._received = 0  # frames this node's reader handed out (``StreamTransport``)
+        # While the reader runs handlers (their synchronous part), what they send is held
+        # (``_holding``), then written ahead of the reader's next XREADGROUP, in the same write
+        # (``_carried``: that batch until its replies are read; no other write goes out
+        # meanwhile, so frames to one node keep their order).
+        self._holding = False
+        self._carried: _Batch | None = None
+        self._carried_writes = 0
         self._direct_mark = -1  # ``_received`` at the last direct write
         self._acked = 0
         self._acks_in_flight = 0  # own-inbox acks the reader took, not yet written
@@ -162,6 +169,8 @@ class FrameWriter:
         buffer.append(frame)
         self._pending += 1
         self._enqueued += 1
+        if self._holding:
+            return  # sent by a handler the reader runs: it rides with the reader's next read
         if self._pumping or not self._write_now():
             self._pumping = True  # the send loop writes from now on: later sends only buffer
             self._wake.set()
@@ -202,6 +211,8 @@ class FrameWriter:
         """Wait until everything sent and acked before this call is written and Redis
         confirmed it (needs :meth:`run`)."""
         target = self._enqueued
+        if self._carried is not None:
+            self._carried_wanted()
         while self._written < target or self._acks_in_flight:
             if self._written < target:
                 self._wake.set()  # the reader's acks need no writer: it reports their write
@@ -229,6 +240,9 @@ class FrameWriter:
         ``DIRECT_UNCONFIRMED`` writes are (their replies are read here first, without
         waiting: they are in by now, most likely)."""
         inflight = self._inflight
+        if self._carried is not None:  # order: the reader's write is confirmed first
+            self._carried_wanted()
+            return False
         if self._refused or not self._writer.connected:
             return False
         try:
@@ -250,10 +264,18 @@ class FrameWriter:
     def _start_batch(self) -> None:
         """Write everything buffered (frames, then acks) as one batch, now: the batch is in
         flight until its replies are read (:meth:`_take_replies`)."""
+        built = self._build_batch()
+        if built is not None:
+            self._inflight.append(built[0])
+            self._writer.write_nowait(built[1])
+
+    def _build_batch(self) -> tuple[_Batch, bytes] | None:
+        """Everything buffered (frames, then acks) as one batch and its RESP, taken out of
+        the buffers; ``None`` when nothing is buffered."""
         out, self._out = self._out, {}
         acks, self._acks = self._acks, {}
         if not out and not acks:
-            return
+            return None
         batch = _Batch(out, acks, self._enqueued)
         chunks = batch.chunks
         parts: list[bytes] = []
@@ -285,8 +307,52 @@ class FrameWriter:
         batch.acked = acked
         batch.frames = total
         batch.count = len(chunks) + 2 * len(acks)
-        self._inflight.append(batch)
-        self._writer.write_nowait(b"".join(parts))
+        return batch, b"".join(parts)
+
+    # -- frames carried by the reader's next read --------------------------------------------
+
+    def _release_held(self) -> None:
+        """The reader stopped holding sends (its handlers await): write what they sent."""
+        self._holding = False
+        if self._out and (self._pumping or not self._write_now()):
+            self._pumping = True
+            self._wake.set()
+
+    def _carry(self, low_water: bool) -> tuple[_Batch, bytes] | None:
+        """For the reader, about to write its next read: what its handlers sent (and every
+        buffered ack) as a batch to ride ahead of the read in the same write, if no other
+        write is in flight and the reader's socket can wait past its replies (``low_water``);
+        else the writer is given them, and ``None`` returned."""
+        if not self._out:
+            return None
+        if (not low_water or self._inflight or self._pumping or self._refused
+                or self._need_script):
+            self._release_held()
+            return None
+        built = self._build_batch()
+        if built is not None:
+            self._carried = built[0]
+            self._carried_writes += 1
+        return built
+
+    def _carried_wanted(self) -> None:
+        """Something waits for the carried batch's confirmation: have the reader wake for its
+        replies now rather than with its read's (:class:`StreamTransport` does)."""
+
+    def _carried_written(self, replies: list[Any]) -> None:
+        """The replies of the carried batch came back on the reader's socket."""
+        batch, self._carried = self._carried, None
+        if batch is not None:
+            self._settle(batch, replies)
+
+    def _carried_lost(self) -> None:
+        """The reader's socket broke before the carried batch's replies came: back to the
+        front of the buffers (it may have been written: a duplicate at worst)."""
+        batch, self._carried = self._carried, None
+        if batch is not None:
+            self._requeue(batch)
+            self._wake.set()
+            self._made_progress()
 
     def _head(self, inbox: str, frames: int) -> bytes:
         """The RESP of a command appending ``frames`` frames to ``inbox``, up to the frames:
@@ -392,11 +458,14 @@ class FrameWriter:
         inflight = self._inflight
         self._replies = []
         while inflight:  # the last written first: each goes in front of those after it
-            batch = inflight.pop()
-            for dest, frames in batch.out.items():
-                self._out[dest] = frames + self._out.get(dest, [])
-            for stream, ids in batch.acks.items():
-                self._acks[stream] = ids + self._acks.get(stream, [])
+            self._requeue(inflight.pop())
+
+    def _requeue(self, batch: _Batch) -> None:
+        """``batch``'s frames and acks back to the front of the buffers."""
+        for dest, frames in batch.out.items():
+            self._out[dest] = frames + self._out.get(dest, [])
+        for stream, ids in batch.acks.items():
+            self._acks[stream] = ids + self._acks.get(stream, [])
 
     async def _send_loop(self) -> None:
         failures = 0
@@ -422,6 +491,10 @@ class FrameWriter:
         writer = self._writer
         try:
             while True:
+                if self._carried is not None:  # the reader's write is confirmed first
+                    self._carried_wanted()
+                    await self._progress_event().wait()
+                    continue
                 if not writer.connected:
                     self._requeue_inflight()
                     await writer.connect()
