@@ -176,7 +176,8 @@ class StreamTransport(FrameWriter):
                 except TRANSIENT_ERRORS as exc:
                     batch = await self._link.call(self._reader(acks), failed=exc)
                 else:
-                    self._link.succeeded()
+                    if not self._link.ready:
+                        self._link.succeeded()
             except RespError as exc:
                 if exc.kind != "NOGROUP":
                     raise
@@ -250,7 +251,7 @@ class StreamTransport(FrameWriter):
                 await wire.connect()
             # What the last batch's handlers sent (the replies of asks) goes first, same write.
             skip = 0
-            built = self._carry(wire.low_water)
+            built = self._carry(wire.low_water) if self._out else None
             if built is not None:
                 carried, frames = built
                 payload = frames + payload
