@@ -66,6 +66,34 @@ async def two_links(url: str) -> AsyncIterator[tuple[RedisLink, RedisLink]]:
         yield link1, link2
 
 
+def pong_responder(link: RedisLink, **options: Any) -> StreamTransport:
+    """Node ``b``, answering each frame at once from its reader, like an inline handler:
+    ``pong:<frame>`` to node ``a``, after acking it."""
+    responder: StreamTransport
+
+    def pong(batch: list[Inbound]) -> None:
+        for inbound in batch:
+            responder.ack(inbound.stream, [inbound.entry_id])
+            responder.send("a", b"pong:" + inbound.frame)
+
+    responder = StreamTransport(link, node="b", on_frames=pong, **options)
+    return responder
+
+
+async def warm_up_then_ping(asker: StreamTransport, responder: StreamTransport,
+                            pongs: Inbox) -> None:
+    """A warm-up frame (the responder's writer connects and loads the script), then a ping
+    once the warm-up's pong is in and flushed; returns once the ping's pong is in and the
+    responder flushed."""
+    asker.send("b", b"warm-up")
+    await pongs.done.wait()
+    await responder.flush()
+    pongs.expected, pongs.done = 2, trio.Event()
+    asker.send("b", b"ping")
+    await pongs.done.wait()
+    await responder.flush()
+
+
 async def stream_state(link: RedisLink, stream: str) -> tuple[int, int]:
     """(entries left in the stream, entries pending in the group)."""
     length = await link.call(lambda c: c.xlen(stream))
@@ -304,14 +332,7 @@ async def test_a_frame_sent_while_the_writer_is_idle_is_written_by_the_sender_it
     async with two_links(redis_server.url) as (link1, link2):
         pongs = Inbox(1)
         asker = make(link1, "a", pongs)
-        responder: StreamTransport
-
-        def pong(batch: list[Inbound]) -> None:  # answers each frame at once, like a handler
-            for inbound in batch:
-                responder.ack(inbound.stream, [inbound.entry_id])
-                responder.send("a", b"pong:" + inbound.frame)
-
-        responder = StreamTransport(link2, node="b", on_frames=pong)
+        responder = pong_responder(link2)
         with trio.fail_after(20):
             async with running(asker, responder):
                 asker.send("b", b"warm-up")  # the writers connect in their send loops
@@ -392,24 +413,11 @@ async def test_flush_confirms_a_reply_carried_by_the_reader_without_waiting_for_
     async with two_links(redis_server.url) as (link1, link2):
         pongs = Inbox(1)
         asker = make(link1, "a", pongs)
-        responder: StreamTransport
-
-        def pong(batch: list[Inbound]) -> None:
-            for inbound in batch:
-                responder.ack(inbound.stream, [inbound.entry_id])
-                responder.send("a", b"pong:" + inbound.frame)
-
         # The read blocks for up to 30 s: the flush must not wait for it to come back.
-        responder = StreamTransport(link2, node="b", on_frames=pong, block_ms=30_000)
+        responder = pong_responder(link2, block_ms=30_000)
         with trio.fail_after(10):
             async with running(asker, responder):
-                asker.send("b", b"warm-up")  # the responder's writer loads the script
-                await pongs.done.wait()
-                await responder.flush()
-                pongs.expected, pongs.done = 2, trio.Event()
-                asker.send("b", b"ping")
-                await pongs.done.wait()
-                await responder.flush()
+                await warm_up_then_ping(asker, responder, pongs)
                 stats = responder.statistics()
                 assert (stats.sent, stats.acked, stats.buffered) == (2, 2, 0)
                 assert stats.carried >= 1
@@ -422,14 +430,7 @@ async def test_a_reply_carried_by_a_read_that_fails_is_written_again(
     async with two_links(redis_server.url) as (link1, link2):
         pongs = Inbox(1)
         asker = make(link1, "a", pongs)
-        responder: StreamTransport
-
-        def pong(batch: list[Inbound]) -> None:
-            for inbound in batch:
-                responder.ack(inbound.stream, [inbound.entry_id])
-                responder.send("a", b"pong:" + inbound.frame)
-
-        responder = StreamTransport(link2, node="b", on_frames=pong)
+        responder = pong_responder(link2)
         reader_wire = responder._reader_wire
         write_nowait = RespWire.write_nowait
         failed: list[bytes] = []
@@ -444,13 +445,7 @@ async def test_a_reply_carried_by_a_read_that_fails_is_written_again(
         monkeypatch.setattr(RespWire, "write_nowait", failing_write)
         with trio.fail_after(20):
             async with running(asker, responder):
-                asker.send("b", b"warm-up")  # the responder's writer loads the script
-                await pongs.done.wait()
-                await responder.flush()
-                pongs.expected, pongs.done = 2, trio.Event()
-                asker.send("b", b"ping")
-                await pongs.done.wait()
-                await responder.flush()
+                await warm_up_then_ping(asker, responder, pongs)
         assert failed  # the pong was carried by the read that failed, then written again
         assert pongs.payloads() == [b"pong:warm-up", b"pong:ping"]
         assert responder.statistics().buffered == 0
