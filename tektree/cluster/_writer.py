@@ -23,7 +23,9 @@ reply carries the ack of its request), or ahead of the reader's next ``XREADGROU
 ``block_ms``), or :meth:`StreamTransport.flush` forces them out; an entry is still deleted only
 after ``ack``, i.e. after its frame was handled. The reader re-arms its blocking read right after
 handing out a batch, carrying only the acks made before it: those of the batch are left for the
-writes its handlers are about to make.
+writes its handlers are about to make. What those handlers send before their first await (the
+replies of asks handled inline) is held (``_holding``) and goes with every buffered ack ahead of
+that next read, in the same write (``_carry``; see :mod:`tektree.cluster.transport`).
 
 Frames accepted but not yet written (buffered or in an unfinished flush) are bounded by
 ``max_buffered_frames``: above it ``send`` raises :class:`TransportBackpressure` and
