@@ -51,6 +51,7 @@ import attrs
 import trio
 
 from bench._cluster_node import KIND, READY, Count, Echo, Hit, Sink, node_config, wait_members
+from bench._cpu import CpuMeter
 from bench._harness import Better, Deadline, Figure, LatencyRecorder, Progress
 from tektree import ActorRef, Node
 from tektree._telemetry import configure_logging
@@ -270,17 +271,24 @@ async def tell_throughput(
     return sent / elapsed
 
 
-async def ask_throughput(node: Node, keys: Sequence[str], count: int, deadline: Deadline) -> float:
-    """Sequential remote asks per second from one task, round robin over ``keys``."""
+async def ask_throughput(node: Node, keys: Sequence[str], count: int, deadline: Deadline,
+                         *, meter: CpuMeter | None = None) -> float:
+    """Sequential remote asks per second from one task, round robin over ``keys``; ``meter``
+    (if given) measures the CPU its processes use over the asks."""
     refs = [node.system.ref(KIND, key) for key in keys]
     done = 0
+    if meter is not None:
+        meter.start()
     start = time.perf_counter()
     for size in deadline.chunks(count, chunk=64):
         for i in range(done, done + size):
             if await refs[i % len(refs)].ask(Echo(n=i), timeout=5.0) != i:
                 raise RuntimeError(f"remote echo of {i} came back wrong")
         done += size
-    return done / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    if meter is not None:
+        meter.stop(done)
+    return done / elapsed
 
 
 def _tick(schedule: Sequence[float], offset: float, stop: threading.Event,
@@ -502,7 +510,7 @@ async def measure(server: RedisServer, counts: Counts, progress: Progress) -> li
     results = Results()
     async with open_test_node(node_config(LOCAL, server.url), actors={KIND: Sink}) as node:
         progress.step(f"starting node {REMOTE} (another process)")
-        async with open_remote_node(server.url, REMOTE, peers=[LOCAL]):
+        async with open_remote_node(server.url, REMOTE, peers=[LOCAL]) as remote:
             with trio.fail_after(30):
                 await wait_members(node, [LOCAL, REMOTE])
             keys = remote_keys(node, REMOTE, counts.tell_actors)
@@ -535,9 +543,13 @@ async def measure(server: RedisServer, counts: Counts, progress: Progress) -> li
                 results.add_value("remote_tell_throughput", value)
                 progress.step(f"remote_tell_throughput: {value:,.0f} msg/s {label}")
                 progress.step(f"remote_ask_throughput: {counts.ask:,} asks {label}")
-                value = await ask_throughput(node, keys, counts.ask, Deadline(counts.seconds))
+                meter = CpuMeter({LOCAL: os.getpid(), REMOTE: remote.process.pid,
+                                  "redis-server": server.pid})
+                value = await ask_throughput(node, keys, counts.ask, Deadline(counts.seconds),
+                                             meter=meter)
                 results.add_value("remote_ask_throughput", value)
-                progress.step(f"remote_ask_throughput: {value:,.0f} asks/s {label}")
+                progress.step(f"remote_ask_throughput: {value:,.0f} asks/s; CPU us/ask: "
+                              f"{meter.line()} {label}")
                 progress.step(f"remote_ask latency: {counts.latency_rate:,.0f} asks/s offered "
                               f"for {counts.latency_seconds:g} s {label}")
                 recorder = await ask_latency(node, keys, rate=counts.latency_rate,

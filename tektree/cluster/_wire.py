@@ -45,7 +45,10 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 class RespWire:
     """One socket to the Redis at ``url``; AUTH and SELECT come from the URL."""
 
-    __slots__ = ("_parser", "_sock", "_target", "connect_timeout", "receive_size", "unsent", "url")
+    __slots__ = (
+        "_low_water", "_parser", "_sock", "_target", "connect_timeout", "receive_size", "unsent",
+        "url",
+    )
 
     def __init__(self, url: str, *, connect_timeout: float = 2.0,
                  receive_size: int = 262_144) -> None:
@@ -54,6 +57,7 @@ class RespWire:
         self.connect_timeout = connect_timeout
         self.receive_size = receive_size
         self._sock: socket.socket | None = None
+        self._low_water = 0  # SO_RCVLOWAT in force: 1 and up on plain TCP; 0: not TCP
         self._parser = wire_parser()
         #: Bytes accepted by :meth:`write_nowait` that the kernel did not take yet.
         self.unsent = b""
@@ -75,10 +79,13 @@ class RespWire:
                 family, kind = stream.socket.family, stream.socket.type
                 sock = socket.socket(family, kind, fileno=stream.socket.detach())
                 sock.setblocking(False)
+                self._low_water = 0
                 if family in (socket.AF_INET, socket.AF_INET6):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    self._low_water = 1
                 self._sock = sock
                 if target.scheme == "rediss":
+                    self._low_water = 0  # TLS records: raw bytes are not reply bytes
                     await self._handshake(target.host)
                 hello = target.hello()
                 if hello:
@@ -164,6 +171,28 @@ class RespWire:
             self.unsent = self.unsent[sent:]
 
     # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def low_water(self) -> bool:
+        """Whether :meth:`wake_at` works here (plain TCP; Linux honours ``SO_RCVLOWAT`` in
+        ``epoll`` for TCP, not for Unix sockets)."""
+        return self._low_water > 0
+
+    def wake_at(self, size: int) -> None:
+        """Let :meth:`wait_readable` wake only once ``size`` bytes are in (``SO_RCVLOWAT``;
+        a no-op where :attr:`low_water` is false; a syscall only when the mark changes). For
+        a write whose first replies are known to be shorter than ``size`` while all of them
+        are not: those replies then cost no wake of their own. Never more than the replies
+        will hold: a wait would not end."""
+        sock = self._sock
+        if sock is not None and self._low_water and size != self._low_water:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(size, 1))
+            self._low_water = max(size, 1)
+
+    def wake_now(self) -> None:
+        """Undo :meth:`wake_at`: a task in :meth:`wait_readable` wakes if any byte is in
+        (Linux signals readiness when the mark is lowered)."""
+        self.wake_at(1)
 
     def read_nowait(self) -> list[Any]:
         """Every complete reply received so far (possibly none), without waiting."""

@@ -2,25 +2,30 @@
 
 Sending is synchronous. When no write is in flight, :meth:`StreamTransport.send` writes the
 frame at once from the calling task (an asker, a handler replying): one ``send`` syscall, no task
-switch, with every pending ack in the same write. Otherwise the frame is buffered and the sender
-task writes everything buffered, for every destination and with the pending acks, as one batch as
-soon as the batch in flight is confirmed: at most one batch is in flight, so a burst of tells
+switch, with every pending ack in the same write. So it does while earlier direct writes are
+unconfirmed if the reader handed out frames since the last one (sequential asks and their
+replies), up to ``DIRECT_UNCONFIRMED`` of them: their replies are read in one go. Otherwise the
+frame is buffered and the sender task writes everything buffered, for every destination and with
+the pending acks, as one batch as soon as the writes in flight are confirmed: a burst of tells
 still goes out in large batches, and order is kept. One frame goes as a plain ``XADD``, several
 in a Lua script (``EVALSHA``; ``NOSCRIPT`` loads it again) appending up to 1,000 per call.
 
 The hot paths (the writer, the reader's ``XREADGROUP``) speak RESP on two sockets of their own
 through :class:`~tektree.cluster._wire.RespWire`, driven synchronously where they can be: coredis
 costs ~300 us of Python per command, a trio stream round trip ~50 us. Everything else (groups,
-claims, drops) goes through coredis. The replies of a direct write are not waited for: the reader
-takes them when it wakes (a reply to the frame arrives after them), or the sender task when it
-writes next; :meth:`StreamTransport.flush` waits for them.
+claims, drops) goes through coredis. The replies of direct writes are not waited for: a later
+direct write reads them when ``DIRECT_UNCONFIRMED`` are out, the sender task when it writes next,
+the reader when its blocking read comes back empty (idle); :meth:`StreamTransport.flush` waits
+for them.
 
 Acks of this node's own inbox are lazy: they ride with the next write of frames (a handler's
 reply carries the ack of its request), or ahead of the reader's next ``XREADGROUP`` (within
 ``block_ms``), or :meth:`StreamTransport.flush` forces them out; an entry is still deleted only
 after ``ack``, i.e. after its frame was handled. The reader re-arms its blocking read right after
 handing out a batch, carrying only the acks made before it: those of the batch are left for the
-writes its handlers are about to make.
+writes its handlers are about to make. What those handlers send before their first await (the
+replies of asks handled inline) is held (``_holding``) and goes with every buffered ack ahead of
+that next read, in the same write (``_carry``; see :mod:`tektree.cluster.transport`).
 
 Frames accepted but not yet written (buffered or in an unfinished flush) are bounded by
 ``max_buffered_frames``: above it ``send`` raises :class:`TransportBackpressure` and
@@ -32,6 +37,7 @@ frames and retries the same batch (``RedisLink.call``); frames Redis refuses wit
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from typing import Any
 
 import structlog
@@ -62,6 +68,10 @@ return #ARGV
 XADD. KEYS: the inbox. ARGV: the frames, in order."""
 
 _XADD_MANY_SHA = hashlib.sha1(_XADD_MANY.encode()).hexdigest()
+
+DIRECT_UNCONFIRMED = 16
+"""Direct writes that may be out before their replies are read: one ``recv`` (and one parse)
+confirms up to this many sequential asks or replies, instead of one each."""
 
 
 class _Batch:
@@ -117,9 +127,18 @@ class FrameWriter:
         self._pumping = False  # the send loop is writing: sends only buffer
         self._refused = False  # Redis refused frames: the send loop backs off, then retries
         self._need_script = True  # load the XADD script before the next write of many frames
-        self._inflight: _Batch | None = None  # written, replies not all read yet
-        self._replies: list[Any] = []  # the replies of ``_inflight`` read so far
+        self._inflight: deque[_Batch] = deque()  # written, replies not all read yet, in order
+        self._replies: list[Any] = []  # the replies read so far of ``_inflight[0]`` and on
         self._sent = self._flushes = self._send_errors = self._direct = 0
+        self._received = 0  # frames this node's reader handed out (``StreamTransport``)
+        # While the reader runs handlers (their synchronous part), what they send is held
+        # (``_holding``), then written ahead of the reader's next XREADGROUP, in the same write
+        # (``_carried``: that batch until its replies are read; no other write goes out
+        # meanwhile, so frames to one node keep their order).
+        self._holding = False
+        self._carried: _Batch | None = None
+        self._carried_writes = 0
+        self._direct_mark = -1  # ``_received`` at the last direct write
         self._acked = 0
         self._acks_in_flight = 0  # own-inbox acks the reader took, not yet written
         # Frames and acks go on a socket of their own, written from the sending task when it
@@ -152,6 +171,8 @@ class FrameWriter:
         buffer.append(frame)
         self._pending += 1
         self._enqueued += 1
+        if self._holding:
+            return  # sent by a handler the reader runs: it rides with the reader's next read
         if self._pumping or not self._write_now():
             self._pumping = True  # the send loop writes from now on: later sends only buffer
             self._wake.set()
@@ -192,6 +213,8 @@ class FrameWriter:
         """Wait until everything sent and acked before this call is written and Redis
         confirmed it (needs :meth:`run`)."""
         target = self._enqueued
+        if self._carried is not None:
+            self._carried_wanted()
         while self._written < target or self._acks_in_flight:
             if self._written < target:
                 self._wake.set()  # the reader's acks need no writer: it reports their write
@@ -213,27 +236,48 @@ class FrameWriter:
             event.set()
 
     def _write_now(self) -> bool:
-        """The direct path: if no write is in flight, write everything buffered now. False
-        when the send loop must do it. (The replies of the last write are not looked for
-        here: the reader took them if a reply came back since; a burst of sends then goes
-        out in one batch behind the first rather than in one write each.)"""
-        if self._refused or self._inflight is not None or not self._writer.connected:
+        """The direct path: write everything buffered now. False when the send loop must do
+        it: the writer is busy, or a write is still unconfirmed and either nothing was read
+        since (a burst of sends: it goes out in batches behind the first write) or
+        ``DIRECT_UNCONFIRMED`` writes are (their replies are read here first, without
+        waiting: they are in by now, most likely)."""
+        inflight = self._inflight
+        if self._carried is not None:  # order: the reader's write is confirmed first
+            self._carried_wanted()
+            return False
+        if self._refused or not self._writer.connected:
             return False
         try:
+            if inflight:
+                if self._direct_mark == self._received:
+                    return False
+                if len(inflight) >= DIRECT_UNCONFIRMED:
+                    self._take_replies()
+                    if len(inflight) >= DIRECT_UNCONFIRMED:
+                        return False
             self._start_batch()
         except RespConnectionError:
             self._writer_lost()
             return False
         self._direct += 1
+        self._direct_mark = self._received
         return not self._writer.unsent
 
     def _start_batch(self) -> None:
         """Write everything buffered (frames, then acks) as one batch, now: the batch is in
         flight until its replies are read (:meth:`_take_replies`)."""
+        built = self._build_batch()
+        if built is not None:
+            self._inflight.append(built[0])
+            self._writer.write_nowait(built[1])
+
+    def _build_batch(self) -> tuple[_Batch, bytes] | None:
+        """Everything buffered (frames, then acks) as one batch and its RESP, taken out of
+        the buffers; ``None`` when nothing is buffered."""
         out, self._out = self._out, {}
         acks, self._acks = self._acks, {}
         if not out and not acks:
-            return
+            return None
         batch = _Batch(out, acks, self._enqueued)
         chunks = batch.chunks
         parts: list[bytes] = []
@@ -265,9 +309,52 @@ class FrameWriter:
         batch.acked = acked
         batch.frames = total
         batch.count = len(chunks) + 2 * len(acks)
-        self._inflight = batch
-        self._replies = []
-        self._writer.write_nowait(b"".join(parts))
+        return batch, b"".join(parts)
+
+    # -- frames carried by the reader's next read --------------------------------------------
+
+    def _release_held(self) -> None:
+        """The reader stopped holding sends (its handlers await): write what they sent."""
+        self._holding = False
+        if self._out and (self._pumping or not self._write_now()):
+            self._pumping = True
+            self._wake.set()
+
+    def _carry(self, low_water: bool) -> tuple[_Batch, bytes] | None:
+        """For the reader, about to write its next read: what its handlers sent (and every
+        buffered ack) as a batch to ride ahead of the read in the same write, if no other
+        write is in flight and the reader's socket can wait past its replies (``low_water``);
+        else the writer is given them, and ``None`` returned."""
+        if not self._out:
+            return None
+        if (not low_water or self._inflight or self._pumping or self._refused
+                or self._need_script):
+            self._release_held()
+            return None
+        built = self._build_batch()
+        if built is not None:
+            self._carried = built[0]
+            self._carried_writes += 1
+        return built
+
+    def _carried_wanted(self) -> None:
+        """Something waits for the carried batch's confirmation: have the reader wake for its
+        replies now rather than with its read's (:class:`StreamTransport` does)."""
+
+    def _carried_written(self, replies: list[Any]) -> None:
+        """The replies of the carried batch came back on the reader's socket."""
+        batch, self._carried = self._carried, None
+        if batch is not None:
+            self._settle(batch, replies)
+
+    def _carried_lost(self) -> None:
+        """The reader's socket broke before the carried batch's replies came: back to the
+        front of the buffers (it may have been written: a duplicate at worst)."""
+        batch, self._carried = self._carried, None
+        if batch is not None:
+            self._requeue(batch)
+            self._wake.set()
+            self._made_progress()
 
     def _head(self, inbox: str, frames: int) -> bytes:
         """The RESP of a command appending ``frames`` frames to ``inbox``, up to the frames:
@@ -285,10 +372,11 @@ class FrameWriter:
         return head
 
     def _take_replies(self) -> None:
-        """Read the replies of the batch in flight that arrived, without waiting; settle it
-        once all are in. Raises :class:`RespConnectionError` if the writer's link broke."""
-        batch = self._inflight
-        if batch is None:
+        """Read the replies of the batches in flight that arrived, without waiting; settle
+        each once all its replies are in. Raises :class:`RespConnectionError` if the writer's
+        link broke."""
+        inflight = self._inflight
+        if not inflight:
             return
         replies = self._writer.read_nowait()
         if not replies:
@@ -297,11 +385,18 @@ class FrameWriter:
         if got:
             got.extend(replies)
         else:
-            got = self._replies = replies
-        if len(got) >= batch.count:
-            self._inflight = None
+            got = replies
+        count = inflight[0].count
+        if len(got) == count and len(inflight) == 1:  # the common case: no slicing
             self._replies = []
-            self._settle(batch, got)
+            self._settle(inflight.popleft(), got)
+            return
+        start = 0
+        while inflight and len(got) - start >= inflight[0].count:
+            batch = inflight.popleft()
+            self._settle(batch, got[start : start + batch.count])
+            start += batch.count
+        self._replies = got[start:]
 
     def _settle(self, batch: _Batch, replies: list[Any]) -> None:
         """A batch's replies are in: count what was written, put back what Redis refused."""
@@ -313,7 +408,10 @@ class FrameWriter:
             self._pending -= batch.frames
             self._sent += batch.frames
             self._acked += batch.acked
-            self._written = batch.upto if self._out or self._acks else self._enqueued
+            if self._out or self._acks or self._inflight:
+                self._written = batch.upto
+            else:
+                self._written = self._enqueued
             self._made_progress()
             return
         chunks = batch.chunks
@@ -345,7 +443,7 @@ class FrameWriter:
             for dest, frames in failed.items():  # back to the front, order kept
                 self._out[dest] = frames + self._out.get(dest, [])
             self._wake.set()
-        elif not self._out and not self._acks:
+        elif not self._out and not self._acks and not self._inflight:
             self._written = self._enqueued
         else:
             self._written = batch.upto
@@ -359,13 +457,17 @@ class FrameWriter:
         self._wake.set()
 
     def _requeue_inflight(self) -> None:
-        batch, self._inflight = self._inflight, None
+        inflight = self._inflight
         self._replies = []
-        if batch is not None:
-            for dest, frames in batch.out.items():
-                self._out[dest] = frames + self._out.get(dest, [])
-            for stream, ids in batch.acks.items():
-                self._acks[stream] = ids + self._acks.get(stream, [])
+        while inflight:  # the last written first: each goes in front of those after it
+            self._requeue(inflight.pop())
+
+    def _requeue(self, batch: _Batch) -> None:
+        """``batch``'s frames and acks back to the front of the buffers."""
+        for dest, frames in batch.out.items():
+            self._out[dest] = frames + self._out.get(dest, [])
+        for stream, ids in batch.acks.items():
+            self._acks[stream] = ids + self._acks.get(stream, [])
 
     async def _send_loop(self) -> None:
         failures = 0
@@ -391,20 +493,24 @@ class FrameWriter:
         writer = self._writer
         try:
             while True:
+                if self._carried is not None:  # the reader's write is confirmed first
+                    self._carried_wanted()
+                    await self._progress_event().wait()
+                    continue
                 if not writer.connected:
                     self._requeue_inflight()
                     await writer.connect()
                     self._need_script = True
-                if self._need_script and self._inflight is None:
+                if self._need_script and not self._inflight:
                     loaded = await writer.roundtrip([["SCRIPT", "LOAD", _XADD_MANY]])
                     if isinstance(loaded[0], RespError):
                         raise RespConnectionError(f"redis is not ready: {loaded[0]}")
                     self._need_script = False
                     continue
-                while self._inflight is not None:
+                while self._inflight:
                     await writer.drain()
                     self._take_replies()
-                    if self._inflight is not None:
+                    if self._inflight:
                         await writer.wait_readable()
                 if self._refused or self._need_script:
                     if self._refused:

@@ -11,7 +11,12 @@ survivor claims a dead node's entries; effects are made idempotent by message id
 
 Writing (from the sending task when the writer is idle, else in batches; lazy acks;
 backpressure; retries) is :class:`~tektree.cluster._writer.FrameWriter`'s, this class's base:
-see :mod:`tektree.cluster._writer`.
+see :mod:`tektree.cluster._writer`. What handlers send while the reader hands a batch out, up to
+their first await (the replies of asks handled inline), is held, then written ahead of the
+reader's next ``XREADGROUP`` in the same write when no other write is in flight: one ``send`` and
+one Redis read per ask answered, not two. ``SO_RCVLOWAT`` (plain TCP) keeps their replies from
+waking the reader before the read's own; whoever needs them confirmed sooner (a flush, a send,
+the send loop) lowers it. A read that fails puts them back for the writer.
 
 After a Redis restart (no persistence) the group is gone: the receiver catches ``NOGROUP`` and
 re-creates it from ID ``0``, so entries that senders wrote to the re-created stream before that are
@@ -40,7 +45,7 @@ from tektree._errors import CodecError
 from tektree.cluster._redis import TRANSIENT_ERRORS, RedisLink
 from tektree.cluster._resp import RespConnectionError, RespError, encode_command
 from tektree.cluster._wire import RespWire
-from tektree.cluster._writer import FIELD, FrameWriter, TransportBackpressure
+from tektree.cluster._writer import FIELD, FrameWriter, TransportBackpressure, _Batch
 
 __all__ = ["Inbound", "StreamTransport", "TransportBackpressure", "TransportStatistics"]
 
@@ -75,6 +80,7 @@ class TransportStatistics:
     buffered: int
     flushes: int
     direct: int  # writes made by the sending task itself (the writer was idle)
+    carried: int  # writes of what handlers sent, made with the reader's next read
     send_errors: int
     received: int
     acked: int
@@ -112,7 +118,7 @@ class StreamTransport(FrameWriter):
             "XREADGROUP", "GROUP", self.group, node, "COUNT", batch_max, "BLOCK", block_ms,
             "STREAMS", self.inbox, ">",
         ])
-        self._received = self._malformed = self._claimed = self._groups = 0
+        self._malformed = self._claimed = self._groups = 0
 
     def statistics(self) -> TransportStatistics:
         return TransportStatistics(
@@ -120,6 +126,7 @@ class StreamTransport(FrameWriter):
             buffered=self._pending,
             flushes=self._flushes,
             direct=self._direct,
+            carried=self._carried_writes,
             send_errors=self._send_errors,
             received=self._received,
             acked=self._acked,
@@ -169,7 +176,8 @@ class StreamTransport(FrameWriter):
                 except TRANSIENT_ERRORS as exc:
                     batch = await self._link.call(self._reader(acks), failed=exc)
                 else:
-                    self._link.succeeded()
+                    if not self._link.ready:
+                        self._link.succeeded()
             except RespError as exc:
                 if exc.kind != "NOGROUP":
                     raise
@@ -181,25 +189,29 @@ class StreamTransport(FrameWriter):
                     self._acks.setdefault(self.inbox, [])[:0] = ids
                     self._acks_in_flight -= 1
                     self._wake.set()
-            if self._inflight is not None and not self._pumping:
-                # The replies of a direct write are in by now, most likely (a reply to it is):
-                # take them here, which spares the writer a wake of its own.
-                try:
-                    self._take_replies()
-                except RespConnectionError:
-                    self._writer_lost()
             carry = self._acks.pop(self.inbox, None)
             if carry:
                 self._acks_in_flight += 1
             if not batch:
                 self._history_from = None
+                if self._inflight and not self._pumping:
+                    # Idle: confirm the last direct writes (the next ones would, else).
+                    try:
+                        self._take_replies()
+                    except RespConnectionError:
+                        self._writer_lost()
                 continue
             self._last_read = batch[-1].entry_id
             if self._history_from is not None:
                 self._history_from = self._last_read
             self._received += len(batch)
-            handled = self._on_frames(batch)
+            self._holding = True  # what handlers send now rides with the next read
+            try:
+                handled = self._on_frames(batch)
+            finally:
+                self._holding = False
             if handled is not None:
+                self._release_held()  # the handling awaits: what it sent goes out now
                 await handled
 
     def _reader(
@@ -233,23 +245,45 @@ class StreamTransport(FrameWriter):
             payload = self._ack_commands(inbox, ids) + payload
             commands = 3
         wire = self._reader_wire
+        carried: _Batch | None = None
         try:
             if not wire.connected:
                 await wire.connect()
+            # What the last batch's handlers sent (the replies of asks) goes first, same write.
+            skip = 0
+            built = self._carry(wire.low_water) if self._out else None
+            if built is not None:
+                carried, frames = built
+                payload = frames + payload
+                skip = carried.count
             wire.write_nowait(payload)
             if wire.unsent:
                 await wire.drain()
+            # Wake at a lower bound of all the replies, which the carried ones alone do not
+            # reach: they then cost no wake of their own.
+            wire.wake_at(_least_reply_bytes(carried) + 8 * (commands > 1) + 5 if skip else 1)
             replies: list[Any] = []
             while True:
                 await wire.wait_readable()  # a blocking read: nothing is there yet
-                for reply in wire.read_nowait():
+                got = wire.read_nowait()
+                if skip:
+                    replies += got
+                    if len(replies) < skip:
+                        wire.wake_now()  # woken early (_carried_wanted): any byte is news
+                        continue
+                    self._carried_written(replies[:skip])
+                    got, replies, skip = replies[skip:], [], 0
+                for reply in got:
                     replies.append(reply)
                     if len(replies) == 2 and ids:
                         self._own_acks_written(acks, reply)
                 if len(replies) == commands:
                     break
+                wire.wake_now()  # the rest may be shorter than the mark: any byte is news
         except BaseException:
             wire.close()  # a read may still be pending on it
+            if self._carried is not None:
+                self._carried_lost()
             raise
         reply = replies[-1]
         if isinstance(reply, RespError):
@@ -257,6 +291,9 @@ class StreamTransport(FrameWriter):
                 raise RespConnectionError(f"redis is not ready: {reply}") from reply
             raise reply
         return _inbound_resp(inbox, reply)
+
+    def _carried_wanted(self) -> None:
+        self._reader_wire.wake_now()
 
     def _own_acks_written(self, acks: list[list[bytes] | None], reply: Any) -> None:
         """The reply of the reader's XDEL: the acks it carried are written."""
@@ -350,6 +387,19 @@ def _inbound(stream: str, entries: tuple[StreamEntry, ...]) -> list[Inbound]:
         )
         for entry in entries
     ]
+
+
+def _least_reply_bytes(batch: _Batch | None) -> int:
+    """A lower bound of the size of ``batch``'s replies in RESP: an XADD replies with an entry
+    ID (``$15\r\n``, 13 digits of milliseconds, ``-``, the sequence, CRLF: 22 bytes and up) or
+    an error (19 bytes and up: Redis errors carry a sentence), a script call with 4 bytes and
+    up, XACK and XDEL with an integer (``:0\r\n``, 4 bytes)."""
+    if batch is None:
+        return 0
+    least = 8 * len(batch.acks)
+    for _, chunk in batch.chunks:
+        least += 19 if len(chunk) == 1 else 4
+    return least
 
 
 def _inbound_resp(stream: str, reply: Any) -> list[Inbound]:

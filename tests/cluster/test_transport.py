@@ -16,6 +16,8 @@ from tektree import ActorId
 from tektree._codec import encode_envelope
 from tektree._envelope import Envelope
 from tektree.cluster._redis import RedisLink, open_redis_link
+from tektree.cluster._resp import RespConnectionError
+from tektree.cluster._wire import RespWire
 from tektree.cluster.transport import Inbound, StreamTransport, TransportBackpressure
 from tektree.testing.redis import RedisServer
 
@@ -62,6 +64,34 @@ async def two_links(url: str) -> AsyncIterator[tuple[RedisLink, RedisLink]]:
     """Two nodes' links to one Redis."""
     async with open_redis_link(url) as link1, open_redis_link(url) as link2:
         yield link1, link2
+
+
+def pong_responder(link: RedisLink, **options: Any) -> StreamTransport:
+    """Node ``b``, answering each frame at once from its reader, like an inline handler:
+    ``pong:<frame>`` to node ``a``, after acking it."""
+    responder: StreamTransport
+
+    def pong(batch: list[Inbound]) -> None:
+        for inbound in batch:
+            responder.ack(inbound.stream, [inbound.entry_id])
+            responder.send("a", b"pong:" + inbound.frame)
+
+    responder = StreamTransport(link, node="b", on_frames=pong, **options)
+    return responder
+
+
+async def warm_up_then_ping(asker: StreamTransport, responder: StreamTransport,
+                            pongs: Inbox) -> None:
+    """A warm-up frame (the responder's writer connects and loads the script), then a ping
+    once the warm-up's pong is in and flushed; returns once the ping's pong is in and the
+    responder flushed."""
+    asker.send("b", b"warm-up")
+    await pongs.done.wait()
+    await responder.flush()
+    pongs.expected, pongs.done = 2, trio.Event()
+    asker.send("b", b"ping")
+    await pongs.done.wait()
+    await responder.flush()
 
 
 async def stream_state(link: RedisLink, stream: str) -> tuple[int, int]:
@@ -302,14 +332,7 @@ async def test_a_frame_sent_while_the_writer_is_idle_is_written_by_the_sender_it
     async with two_links(redis_server.url) as (link1, link2):
         pongs = Inbox(1)
         asker = make(link1, "a", pongs)
-        responder: StreamTransport
-
-        def pong(batch: list[Inbound]) -> None:  # answers each frame at once, like a handler
-            for inbound in batch:
-                responder.ack(inbound.stream, [inbound.entry_id])
-                responder.send("a", b"pong:" + inbound.frame)
-
-        responder = StreamTransport(link2, node="b", on_frames=pong)
+        responder = pong_responder(link2)
         with trio.fail_after(20):
             async with running(asker, responder):
                 asker.send("b", b"warm-up")  # the writers connect in their send loops
@@ -318,10 +341,10 @@ async def test_a_frame_sent_while_the_writer_is_idle_is_written_by_the_sender_it
                     pongs.expected, pongs.done = len(pongs.frames) + 1, trio.Event()
                     asker.send("b", b"ping-%d" % i)
                     await pongs.done.wait()
-                # Each ping and each pong was written by the task sending it, no writer wake:
-                # the reader took the replies of the last write when the answer came back.
+                # Each ping was written by the task sending it, each pong (sent by the reader's
+                # handler) with the responder's next read, in the same write: no writer wake.
                 assert asker.statistics().direct >= 20
-                assert responder.statistics().direct >= 20
+                assert responder.statistics().carried >= 20
                 before = asker.statistics()
                 for i in range(1000):  # a burst: one direct write, the rest batched behind it
                     asker.send("b", b"burst-%d" % i)
@@ -353,3 +376,76 @@ async def test_acks_of_a_handled_batch_ride_with_the_next_write(redis_server: Re
                 await receiver.flush()
                 assert receiver.statistics().acked == 1
                 assert await stream_state(link2, receiver.inbox) == (0, 0)
+
+
+async def test_what_a_handler_sends_before_it_awaits_is_not_held_for_the_next_read(
+    redis_server: RedisServer,
+) -> None:
+    # A handler that sends, then awaits the answer to it: had its frame waited for the
+    # reader's next read (which waits for the handler), it would never go out.
+    async with two_links(redis_server.url) as (link1, link2):
+        answers = Inbox(1)
+        asker = make(link1, "a", answers)
+        responder: StreamTransport
+        echoed = Inbox(1)
+
+        async def relay(inbound: Inbound) -> None:
+            responder.ack(inbound.stream, [inbound.entry_id])
+            responder.send("a", b"question")  # before the await: written at once
+            await answers.done.wait()
+            responder.send("c", b"relayed:" + inbound.frame)
+
+        def on_frames(batch: list[Inbound]) -> Any:
+            return relay(batch[0])
+
+        responder = StreamTransport(link2, node="b", on_frames=on_frames, block_ms=5000)
+        with trio.fail_after(10):
+            async with running(asker, responder, make(link1, "c", echoed)):
+                asker.send("b", b"go")
+                await echoed.done.wait()
+        assert echoed.payloads() == [b"relayed:go"]
+        assert answers.payloads() == [b"question"]
+
+
+async def test_flush_confirms_a_reply_carried_by_the_reader_without_waiting_for_its_read(
+    redis_server: RedisServer,
+) -> None:
+    async with two_links(redis_server.url) as (link1, link2):
+        pongs = Inbox(1)
+        asker = make(link1, "a", pongs)
+        # The read blocks for up to 30 s: the flush must not wait for it to come back.
+        responder = pong_responder(link2, block_ms=30_000)
+        with trio.fail_after(10):
+            async with running(asker, responder):
+                await warm_up_then_ping(asker, responder, pongs)
+                stats = responder.statistics()
+                assert (stats.sent, stats.acked, stats.buffered) == (2, 2, 0)
+                assert stats.carried >= 1
+                assert await stream_state(link2, responder.inbox) == (0, 0)
+
+
+async def test_a_reply_carried_by_a_read_that_fails_is_written_again(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with two_links(redis_server.url) as (link1, link2):
+        pongs = Inbox(1)
+        asker = make(link1, "a", pongs)
+        responder = pong_responder(link2)
+        reader_wire = responder._reader_wire
+        write_nowait = RespWire.write_nowait
+        failed: list[bytes] = []
+
+        def failing_write(wire: RespWire, payload: bytes) -> None:
+            if wire is reader_wire and b"pong:ping" in payload and not failed:
+                failed.append(payload)
+                wire.close()
+                raise RespConnectionError("injected: the read's write failed")
+            write_nowait(wire, payload)
+
+        monkeypatch.setattr(RespWire, "write_nowait", failing_write)
+        with trio.fail_after(20):
+            async with running(asker, responder):
+                await warm_up_then_ping(asker, responder, pongs)
+        assert failed  # the pong was carried by the read that failed, then written again
+        assert pongs.payloads() == [b"pong:warm-up", b"pong:ping"]
+        assert responder.statistics().buffered == 0
