@@ -49,13 +49,11 @@ from actors.rules import (
     QuestState,
     StreakState,
     SystemClock,
-    XpLedger,
     XpReason,
     XpTable,
     XpTableError,
-    XpTransaction,
     area_board,
-    award,
+    charge,
     choose_featured,
     current_streak_on,
     evaluate_achievements,
@@ -67,7 +65,9 @@ from actors.rules import (
     quest_progress,
     record_activity,
     record_quests,
+    requested_xp,
     streak_milestone_reason,
+    transaction_document,
     utc_day,
 )
 from tektree import TekTreeError, handler, message
@@ -175,23 +175,6 @@ def _streak(doc: Mapping[str, Any]) -> StreakState:
                        freezes_available=doc["freezes_available"])  # fmt: skip
 
 
-def _ledger(state: Mapping[str, Any]) -> XpLedger:
-    day = state["daily_xp_day"]
-    return XpLedger(user_id=state["user_id"], total_xp=state["total_xp"],
-                    day=None if day is None else dt.date.fromisoformat(day),
-                    daily_xp_earned=state["daily_xp_earned"])  # fmt: skip
-
-
-def _transaction_doc(txn: XpTransaction, credit: Credit, at_text: str) -> dict[str, Any]:
-    """``txn``'s record; ``at_text`` is ``format_timestamp(txn.created_at)`` (the cause's time,
-    the same for every transaction of one gain: formatted once by the caller)."""
-    doc = txn.as_document()
-    doc["timestamp"] = at_text
-    doc["related_entity_type"] = credit.entity_type
-    doc["related_entity_id"] = credit.entity_id
-    return doc
-
-
 @attrs.frozen(kw_only=True)
 class _Gain:
     """What one credit does: the journal event, the outbox events, the scores to announce."""
@@ -231,7 +214,12 @@ def _gain(
     """What ``credit`` earns on ``state``. ``quests`` is ``state["quests"]`` already parsed,
     when the caller holds it (parsing it is a good part of the cost)."""
     user = credit.user_id
-    ledger = _ledger(state)
+    # The ledger as plain values, charged by ``charge`` (what ``award`` does, without building
+    # and validating an ``XpLedger`` / ``XpTransaction`` / ``Award`` per payment).
+    total, used, day_text = state["total_xp"], state["daily_xp_earned"], state["daily_xp_day"]
+    cap_day = None if day_text is None else dt.date.fromisoformat(day_text)
+    at_day = utc_day(at)
+    paid: set[str] = set()  # award's idempotency within the gain (its ledger starts empty)
     txns: list[dict[str, Any]] = []
     outbox: list[DomainEvent] = []
     at_text = format_timestamp(at)
@@ -245,17 +233,28 @@ def _gain(
         outbox.append(events.to_envelope(evt, event_id=event_id, **corr))
 
     def pay(reason: XpReason, key: str, amount: int | None = None) -> int:
-        nonlocal ledger
-        result = award(ledger, reason=reason, event_id=key, at=at, table=table, amount=amount)
-        ledger = result.state
-        if result.transaction is not None:
-            txns.append(_transaction_doc(result.transaction, credit, at_text))
-            if result.amount > 0:
-                emit(events.XpEarned(user_id=user, amount=result.amount, reason=reason.value,
-                                     source_event_id=key, total_xp=ledger.total_xp,
-                                     capped_amount=result.capped_amount),
-                     f"evt_xp:{user}:{key}")
-        return result.amount
+        nonlocal total, cap_day, used
+        requested = requested_xp(reason, table, amount)
+        if key in paid:
+            return 0
+        paid.add(key)
+        exempt = reason in table.cap_exempt
+        cap_day, granted, used = charge(cap_day, used, day=at_day, requested=requested,
+                                        exempt=exempt, daily_cap=table.daily_cap)
+        total += granted
+        txn = transaction_document(
+            user_id=user, event_id=key, reason=reason, requested=requested, granted=granted,
+            daily_total=used, daily_cap=table.daily_cap, exempt=exempt, cap_day=cap_day,
+            timestamp=at_text)
+        txn["related_entity_type"] = credit.entity_type
+        txn["related_entity_id"] = credit.entity_id
+        txns.append(txn)
+        if granted > 0:
+            emit(events.XpEarned(user_id=user, amount=granted, reason=reason.value,
+                                 source_event_id=key, total_xp=total,
+                                 capped_amount=requested - granted),
+                 f"evt_xp:{user}:{key}")
+        return granted
 
     base = 0 if credit.reason is None else pay(credit.reason, credit.key)
     counters = dict(state["counters"])
@@ -308,7 +307,7 @@ def _gain(
     if streak.current != state["streak"]["current"]:
         changed.add("streak_days")
     for _ in range(len(ACHIEVEMENTS)):  # an achievement's XP may raise the level: another round
-        now = level_for(ledger.total_xp).current_level
+        now = level_for(total).current_level
         if now != level:
             changed.add("level")
             level = now
@@ -322,11 +321,11 @@ def _gain(
             unlock(achievement)
         changed = set()
 
-    for level in levels_gained(state["total_xp"], ledger.total_xp):
+    for level in levels_gained(state["total_xp"], total):
         emit(events.LevelUp(user_id=user, old_level=level - 1, new_level=level,
-                            total_xp=ledger.total_xp), f"evt_level:{user}:{level}")
+                            total_xp=total), f"evt_level:{user}:{level}")
 
-    xp = ledger.total_xp - state["total_xp"]
+    xp = total - state["total_xp"]
     week, held = iso_week(at), state["weekly"]
     weekly: dict[str, Any] | None
     if held is not None and held["week"] == week:
