@@ -186,6 +186,8 @@ class _Gain:
     areas: dict[str, int]
     #: The quest state after the gain (``record["quests"]`` is its snapshot).
     quests: QuestState
+    #: The streak after the gain (``record["streak"]`` is its document when it changed).
+    streak: StreakState
 
 
 def _area_ids(source: Mapping[str, Any]) -> list[str]:
@@ -209,10 +211,11 @@ def _area_ids(source: Mapping[str, Any]) -> list[str]:
 def _gain(
     state: Mapping[str, Any], credit: Credit, at: dt.datetime, table: XpTable,
     source: Mapping[str, Any], producer: str, granted: Sequence[AchievementDef] = (),
-    quests: QuestState | None = None,
+    quests: QuestState | None = None, streak: StreakState | None = None,
 ) -> _Gain:
-    """What ``credit`` earns on ``state``. ``quests`` is ``state["quests"]`` already parsed,
-    when the caller holds it (parsing it is a good part of the cost)."""
+    """What ``credit`` earns on ``state``. ``quests`` and ``streak`` are ``state["quests"]``
+    and ``state["streak"]`` already parsed, when the caller holds them (parsing them each
+    event is a good part of the cost)."""
     user = credit.user_id
     # The ledger as plain values, charged by ``charge`` (what ``award`` does, without building
     # and validating an ``XpLedger`` / ``XpTransaction`` / ``Award`` per payment).
@@ -261,7 +264,8 @@ def _gain(
     for name in credit.counters:
         counters[name] = counters.get(name, 0) + 1
 
-    streak = _streak(state["streak"])
+    if streak is None:
+        streak = _streak(state["streak"])
     streak_changed = False
     if credit.reason is not None:
         update = record_activity(streak, utc_day(at))
@@ -345,7 +349,7 @@ def _gain(
         "areas": areas or None,
     }  # fmt: skip
     return _Gain(record=record, outbox=outbox, xp=xp, weekly=weekly, areas=areas,
-                 quests=quests)
+                 quests=quests, streak=streak)
 
 
 def _xp_table(options: Mapping[str, Any]) -> XpTable:
@@ -369,6 +373,8 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
     #: ``state["quests"]`` (the document) and its parsed ``QuestState``, while that document
     #: is the state's: each gain starts from it instead of parsing the document again.
     _quests: tuple[dict[str, Any], QuestState] | None = None
+    #: The same for ``state["streak"]`` and its parsed ``StreakState``.
+    _held_streak: tuple[dict[str, Any], StreakState] | None = None
 
     async def on_activate(self) -> None:
         self.table = _xp_table(self.ctx.options)
@@ -556,14 +562,19 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
 
     def _gain_now(self, credit: Credit, at: dt.datetime, source: Mapping[str, Any],
               granted: Sequence[AchievementDef] = ()) -> _Gain:
-        """``_gain`` on the current state, from its parsed quests when held; the quests the
-        gain produces are held for the next one (they are the state's once it is persisted:
-        ``apply`` installs ``record["quests"]`` itself)."""
-        state, held = self.state, self._quests
+        """``_gain`` on the current state, from its parsed quests and streak when held; the
+        ones the gain produces are held for the next one (they are the state's once it is
+        persisted: ``apply`` installs ``record["quests"]`` and ``record["streak"]`` themselves,
+        and an unchanged streak keeps its document)."""
+        state, held, held_streak = self.state, self._quests, self._held_streak
         quests = held[1] if held is not None and held[0] is state["quests"] else None
+        streak = (held_streak[1] if held_streak is not None and held_streak[0] is state["streak"]
+                  else None)  # fmt: skip
         gain = _gain(state, credit, at, self.table, source, self.ctx.system.node_name,
-                     granted=granted, quests=quests)
+                     granted=granted, quests=quests, streak=streak)
         self._quests = (gain.record["quests"], gain.quests)
+        changed = gain.record["streak"]
+        self._held_streak = (state["streak"] if changed is None else changed, gain.streak)
         return gain
 
     async def _announce(self, gain: _Gain, key: str, at: dt.datetime) -> None:
