@@ -23,7 +23,7 @@ import datetime as dt
 import re
 import types
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, TypeVar, get_args
 
 import attrs
 
@@ -52,6 +52,20 @@ _ID_PATTERN: Final = re.compile(r"quest_[a-z0-9_]+")
 _COUNTER_PATTERN: Final = re.compile(r"[a-z][a-z0-9_]*")
 _DAY_PATTERN: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 _WEEK_PATTERN: Final = re.compile(r"\d{4}-W\d{2}")
+
+
+_T = TypeVar("_T")
+
+
+def _derived(cls: type[_T], **fields: Any) -> _T:
+    """``cls(**fields)`` (a frozen attrs class, every field given) for values derived here from
+    validated ones, without running the converters and validators again: ``fields`` must be
+    what they would produce (read-only mappings, frozensets, well-formed period ids). Tests
+    check that such instances equal their validated rebuild."""
+    instance = object.__new__(cls)
+    for name, value in fields.items():
+        object.__setattr__(instance, name, value)
+    return instance
 
 
 def _owner(instance: Any, attribute: attrs.Attribute[Any]) -> str:
@@ -326,9 +340,11 @@ class _Advance:
         held = self.held
         if self.counts is None or held is None:
             return held
-        held = self.held = PeriodProgress(
-            period_id=held.period_id, progress=self.counts,
-            completed=held.completed if self.done is None else self.done)
+        # ``counts`` is this advance's own copy, and each amount reached was checked by add().
+        held = self.held = _derived(
+            PeriodProgress, period_id=held.period_id,
+            progress=types.MappingProxyType(self.counts),
+            completed=held.completed if self.done is None else frozenset(self.done))
         self.counts = self.done = None
         return held
 
@@ -388,7 +404,7 @@ def record_all(
     if daily.result() is state.daily and weekly.result() is state.weekly:
         new_state = state
     else:
-        new_state = QuestState(daily=daily.result(), weekly=weekly.result())
+        new_state = _derived(QuestState, daily=daily.result(), weekly=weekly.result())
     return QuestUpdate(new_state=new_state, completed=tuple(completed))
 
 
