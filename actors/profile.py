@@ -260,15 +260,12 @@ def _gain(
         return granted
 
     base = 0 if credit.reason is None else pay(credit.reason, credit.key)
-    counters = dict(state["counters"])
-    for name in credit.counters:
-        counters[name] = counters.get(name, 0) + 1
 
     if streak is None:
         streak = _streak(state["streak"])
     streak_changed = False
     if credit.reason is not None:
-        update = record_activity(streak, utc_day(at))
+        update = record_activity(streak, at_day)
         streak_changed = update.state != streak
         streak = update.state
         for milestone in update.milestones:
@@ -278,9 +275,9 @@ def _gain(
 
     if quests is None:
         quests = QuestState.from_snapshot(state["quests"])
-    quest_update = record_quests(quests,
-                                 [*((name, 1) for name in credit.counters), ("xp_earned", base)],
-                                 at=at)
+    amounts = [(name, 1) for name in credit.counters]
+    amounts.append(("xp_earned", base))
+    quest_update = record_quests(quests, amounts, at=at)
     quests = quest_update.new_state
     for quest in quest_update.completed:
         period = quest_period_id(quest.period, at)
@@ -288,8 +285,7 @@ def _gain(
         emit(events.QuestCompleted(user_id=user, quest_id=quest.id, period=period,
                                    xp_reward=reward), f"evt_quest:{user}:{quest.id}:{period}")
 
-    unlocked_before = set(state["achievements"])
-    unlocked = set(unlocked_before)
+    unlocked = set(state["achievements"])
     newly: list[str] = []
 
     def unlock(achievement: AchievementDef) -> None:
@@ -306,18 +302,21 @@ def _gain(
             unlock(achievement)
     # Only the achievements whose inputs this event changed (the others were checked when
     # theirs last changed): its counters, the streak, the level.
-    level = state["current_level"]
+    stats = dict(state["counters"])
+    for name in credit.counters:
+        stats[name] = stats.get(name, 0) + 1
+    stats["streak_days"] = streak.current
+    stats["level"] = state["current_level"]
     changed = set(credit.counters)
     if streak.current != state["streak"]["current"]:
         changed.add("streak_days")
     for _ in range(len(ACHIEVEMENTS)):  # an achievement's XP may raise the level: another round
-        now = level_for(total).current_level
-        if now != level:
+        level = level_for(total).current_level
+        if level != stats["level"]:
             changed.add("level")
-            level = now
+            stats["level"] = level
         if not changed:
             break
-        stats = {**counters, "streak_days": streak.current, "level": level}
         found = evaluate_achievements(stats, unlocked, changed=changed)
         if not found:
             break
