@@ -324,7 +324,10 @@ def _gain(
             unlock(achievement)
         changed = set()
 
-    for level in levels_gained(state["total_xp"], total):
+    # levels_gained is [] unless the level changed (the common case: skip it).
+    gained = (levels_gained(state["total_xp"], total)
+              if level_for(total).current_level != state["current_level"] else [])  # fmt: skip
+    for level in gained:
         emit(events.LevelUp(user_id=user, old_level=level - 1, new_level=level,
                             total_xp=total), f"evt_level:{user}:{level}")
 
