@@ -56,6 +56,7 @@ from actors.rules import (
     charge,
     choose_featured,
     current_streak_on,
+    day_id,
     evaluate_achievements,
     iso_week,
     level_for,
@@ -164,7 +165,7 @@ class SetLeaderboardOptOut:
 def _streak_doc(state: StreakState) -> dict[str, Any]:
     day = state.last_active_day
     return {"current": state.current, "longest": state.longest,
-            "last_active_day": None if day is None else day.isoformat(),
+            "last_active_day": None if day is None else day_id(day),
             "freezes_available": state.freezes_available}  # fmt: skip
 
 
@@ -175,7 +176,7 @@ def _streak(doc: Mapping[str, Any]) -> StreakState:
                        freezes_available=doc["freezes_available"])  # fmt: skip
 
 
-@attrs.frozen(kw_only=True)
+@attrs.define(kw_only=True)  # not frozen: a frozen init costs a setattr call per field
 class _Gain:
     """What one credit does: the journal event, the outbox events, the scores to announce."""
 

@@ -27,7 +27,7 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar, get_args
 
 import attrs
 
-from actors.rules.clock import iso_week, next_utc_midnight, utc_day, week_bounds
+from actors.rules.clock import day_id, iso_week, next_utc_midnight, utc_day, week_bounds
 
 __all__ = [
     "QUESTS",
@@ -161,7 +161,7 @@ def period_id(period: QuestPeriod, at: dt.datetime) -> str:
     """The id of the ``period`` holding ``at``: ``YYYY-MM-DD`` (UTC day) or ``YYYY-Www`` (ISO
     week of the UTC day)."""
     if period == "daily":
-        return utc_day(at).isoformat()
+        return day_id(utc_day(at))
     if period == "weekly":
         return iso_week(at)
     raise ValueError(f"period = {period!r} is not one of {', '.join(_PERIODS)}")

@@ -65,7 +65,7 @@ from typing import Any, Final
 
 import attrs
 
-from actors.rules.clock import utc_day
+from actors.rules.clock import day_id, utc_day
 
 __all__ = [
     "DEFAULT_CAP_EXEMPT",
@@ -382,7 +382,7 @@ def transaction_document(
         "daily_total": daily_total,
         "daily_cap": daily_cap,
         "cap_exempt": exempt,
-        "cap_day": cap_day.isoformat(),
+        "cap_day": day_id(cap_day),
         "timestamp": timestamp,
     }  # fmt: skip
 
