@@ -267,7 +267,7 @@ def _gain(
     streak_changed = False
     if credit.reason is not None:
         update = record_activity(streak, at_day)
-        streak_changed = update.state != streak
+        streak_changed = update.state is not streak and update.state != streak
         streak = update.state
         for milestone in update.milestones:
             bonus = pay(streak_milestone_reason(milestone.days), milestone.award_event_id)

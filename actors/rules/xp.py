@@ -253,7 +253,7 @@ class XpTable:
                 f"{reason.value!r} has no table amount: its XP is the achievement's or quest's "
                 "xp_reward, passed as award(..., amount=...)"
             )
-        amount: int = getattr(self, reason.value)
+        amount: int = getattr(self, reason)  # the field named by the value (reason is a str)
         return amount
 
     def is_cap_exempt(self, reason: XpReason) -> bool:
