@@ -227,14 +227,14 @@ def _gain(
     txns: list[dict[str, Any]] = []
     outbox: list[DomainEvent] = []
     at_text = format_timestamp(at)
-    corr: dict[str, Any] = {
-        "correlation_id": source.get("correlation_id"), "trace_id": source.get("trace_id"),
-        "producer_id": producer, "timestamp": utc_now(),  # when produced: one unit, one time
-        "metadata": {"user_id": user, "source_event_id": source.get("event_id")},
-    }
+    correlation_id, trace_id = source.get("correlation_id"), source.get("trace_id")
+    produced = utc_now()  # when produced: one unit, one time
+    metadata = {"user_id": user, "source_event_id": source.get("event_id")}
 
     def emit(evt: object, event_id: str) -> None:
-        outbox.append(events.to_envelope(evt, event_id=event_id, **corr))
+        outbox.append(events.to_envelope(
+            evt, event_id=event_id, producer_id=producer, correlation_id=correlation_id,
+            trace_id=trace_id, timestamp=produced, metadata=metadata))
 
     def pay(reason: XpReason, key: str, amount: int | None = None) -> int:
         nonlocal total, cap_day, used
