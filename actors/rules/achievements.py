@@ -219,13 +219,6 @@ ACHIEVEMENTS: Final[tuple[AchievementDef, ...]] = check_achievement_catalog((
 # fmt: on
 
 
-#: counter -> the positions in ``ACHIEVEMENTS`` of the achievements on it.
-_POSITIONS_BY_COUNTER: Final[dict[str, tuple[int, ...]]] = {
-    counter: tuple(i for i, entry in enumerate(ACHIEVEMENTS) if entry.criteria.counter == counter)
-    for counter in {entry.criteria.counter for entry in ACHIEVEMENTS}
-}
-
-
 def _check_stats(stats: Mapping[str, int]) -> None:
     for counter, value in stats.items():
         if type(value) is not int:
@@ -249,21 +242,13 @@ def evaluate(
     are the same). None checks every achievement."""
     _check_stats(stats)
     entries = ACHIEVEMENTS if catalog is ACHIEVEMENTS else check_achievement_catalog(catalog)
-    if changed is not None:
-        entries = _on_counters(entries, changed)
-    return [entry for entry in entries if entry.id not in unlocked and entry.criteria.met(stats)]
-
-
-def _on_counters(
-    entries: Sequence[AchievementDef], counters: AbstractSet[str]
-) -> Sequence[AchievementDef]:
-    """The achievements of ``entries`` on one of ``counters``, in catalog order (for the default
-    catalog, from its index by counter rather than a scan of it)."""
-    if entries is not ACHIEVEMENTS:
-        return [entry for entry in entries if entry.criteria.counter in counters]
-    positions = [i for counter in counters for i in _POSITIONS_BY_COUNTER.get(counter, ())]
-    positions.sort()
-    return [ACHIEVEMENTS[i] for i in positions]
+    return [
+        entry
+        for entry in entries
+        if (changed is None or entry.criteria.counter in changed)
+        and entry.id not in unlocked
+        and entry.criteria.met(stats)
+    ]
 
 
 def choose_featured(
