@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from tektree import CodecError, message, message_spec, tag_of
-from tektree.persistence import DomainEvent
+from tektree.persistence import DomainEvent, utc_now
 
 T = TypeVar("T")
 
@@ -498,21 +498,18 @@ def to_envelope(
 ) -> DomainEvent:
     """The seed's envelope around ``evt``; ``event_id`` must be deterministic for the cause
     (e.g. derived from the causing message id) so a redelivery produces the same id."""
-    kwargs: dict[str, Any] = {}
-    if timestamp is not None:
-        kwargs["timestamp"] = timestamp
     event_type, version, names = _shape(evt)
     return DomainEvent(
         event_type=event_type,
         event_id=event_id,
         event_version=version,
         payload=_payload(evt, names),
+        timestamp=utc_now() if timestamp is None else timestamp,  # DomainEvent's default
         trace_id=trace_id,
         correlation_id=correlation_id,
         source_service=SOURCE,
         producer_id=producer_id,
-        metadata=dict(metadata or {}),
-        **kwargs,
+        metadata={} if metadata is None else dict(metadata),
     )
 
 

@@ -49,15 +49,14 @@ from actors.rules import (
     QuestState,
     StreakState,
     SystemClock,
-    XpLedger,
     XpReason,
     XpTable,
     XpTableError,
-    XpTransaction,
     area_board,
-    award,
+    charge,
     choose_featured,
     current_streak_on,
+    day_id,
     evaluate_achievements,
     iso_week,
     level_for,
@@ -67,7 +66,9 @@ from actors.rules import (
     quest_progress,
     record_activity,
     record_quests,
+    requested_xp,
     streak_milestone_reason,
+    transaction_document,
     utc_day,
 )
 from tektree import TekTreeError, handler, message
@@ -164,7 +165,7 @@ class SetLeaderboardOptOut:
 def _streak_doc(state: StreakState) -> dict[str, Any]:
     day = state.last_active_day
     return {"current": state.current, "longest": state.longest,
-            "last_active_day": None if day is None else day.isoformat(),
+            "last_active_day": None if day is None else day_id(day),
             "freezes_available": state.freezes_available}  # fmt: skip
 
 
@@ -175,24 +176,7 @@ def _streak(doc: Mapping[str, Any]) -> StreakState:
                        freezes_available=doc["freezes_available"])  # fmt: skip
 
 
-def _ledger(state: Mapping[str, Any]) -> XpLedger:
-    day = state["daily_xp_day"]
-    return XpLedger(user_id=state["user_id"], total_xp=state["total_xp"],
-                    day=None if day is None else dt.date.fromisoformat(day),
-                    daily_xp_earned=state["daily_xp_earned"])  # fmt: skip
-
-
-def _transaction_doc(txn: XpTransaction, credit: Credit, at_text: str) -> dict[str, Any]:
-    """``txn``'s record; ``at_text`` is ``format_timestamp(txn.created_at)`` (the cause's time,
-    the same for every transaction of one gain: formatted once by the caller)."""
-    doc = txn.as_document()
-    doc["timestamp"] = at_text
-    doc["related_entity_type"] = credit.entity_type
-    doc["related_entity_id"] = credit.entity_id
-    return doc
-
-
-@attrs.frozen(kw_only=True)
+@attrs.define(kw_only=True)  # not frozen: a frozen init costs a setattr call per field
 class _Gain:
     """What one credit does: the journal event, the outbox events, the scores to announce."""
 
@@ -203,6 +187,8 @@ class _Gain:
     areas: dict[str, int]
     #: The quest state after the gain (``record["quests"]`` is its snapshot).
     quests: QuestState
+    #: The streak after the gain (``record["streak"]`` is its document when it changed).
+    streak: StreakState
 
 
 def _area_ids(source: Mapping[str, Any]) -> list[str]:
@@ -226,47 +212,62 @@ def _area_ids(source: Mapping[str, Any]) -> list[str]:
 def _gain(
     state: Mapping[str, Any], credit: Credit, at: dt.datetime, table: XpTable,
     source: Mapping[str, Any], producer: str, granted: Sequence[AchievementDef] = (),
-    quests: QuestState | None = None,
+    quests: QuestState | None = None, streak: StreakState | None = None,
 ) -> _Gain:
-    """What ``credit`` earns on ``state``. ``quests`` is ``state["quests"]`` already parsed,
-    when the caller holds it (parsing it is a good part of the cost)."""
+    """What ``credit`` earns on ``state``. ``quests`` and ``streak`` are ``state["quests"]``
+    and ``state["streak"]`` already parsed, when the caller holds them (parsing them each
+    event is a good part of the cost)."""
     user = credit.user_id
-    ledger = _ledger(state)
+    # The ledger as plain values, charged by ``charge`` (what ``award`` does, without building
+    # and validating an ``XpLedger`` / ``XpTransaction`` / ``Award`` per payment).
+    total, used, day_text = state["total_xp"], state["daily_xp_earned"], state["daily_xp_day"]
+    cap_day = None if day_text is None else dt.date.fromisoformat(day_text)
+    at_day = utc_day(at)
+    paid: set[str] = set()  # award's idempotency within the gain (its ledger starts empty)
     txns: list[dict[str, Any]] = []
     outbox: list[DomainEvent] = []
     at_text = format_timestamp(at)
-    corr: dict[str, Any] = {
-        "correlation_id": source.get("correlation_id"), "trace_id": source.get("trace_id"),
-        "producer_id": producer, "timestamp": utc_now(),  # when produced: one unit, one time
-        "metadata": {"user_id": user, "source_event_id": source.get("event_id")},
-    }
+    correlation_id, trace_id = source.get("correlation_id"), source.get("trace_id")
+    produced = utc_now()  # when produced: one unit, one time
+    metadata = {"user_id": user, "source_event_id": source.get("event_id")}
 
     def emit(evt: object, event_id: str) -> None:
-        outbox.append(events.to_envelope(evt, event_id=event_id, **corr))
+        outbox.append(events.to_envelope(
+            evt, event_id=event_id, producer_id=producer, correlation_id=correlation_id,
+            trace_id=trace_id, timestamp=produced, metadata=metadata))
 
     def pay(reason: XpReason, key: str, amount: int | None = None) -> int:
-        nonlocal ledger
-        result = award(ledger, reason=reason, event_id=key, at=at, table=table, amount=amount)
-        ledger = result.state
-        if result.transaction is not None:
-            txns.append(_transaction_doc(result.transaction, credit, at_text))
-            if result.amount > 0:
-                emit(events.XpEarned(user_id=user, amount=result.amount, reason=reason.value,
-                                     source_event_id=key, total_xp=ledger.total_xp,
-                                     capped_amount=result.capped_amount),
-                     f"evt_xp:{user}:{key}")
-        return result.amount
+        nonlocal total, cap_day, used
+        requested = requested_xp(reason, table, amount)
+        if key in paid:
+            return 0
+        paid.add(key)
+        exempt = reason in table.cap_exempt
+        cap_day, granted, used = charge(cap_day, used, day=at_day, requested=requested,
+                                        exempt=exempt, daily_cap=table.daily_cap)
+        total += granted
+        txn = transaction_document(
+            user_id=user, event_id=key, reason=reason, requested=requested, granted=granted,
+            daily_total=used, daily_cap=table.daily_cap, exempt=exempt, cap_day=cap_day,
+            timestamp=at_text)
+        txn["related_entity_type"] = credit.entity_type
+        txn["related_entity_id"] = credit.entity_id
+        txns.append(txn)
+        if granted > 0:
+            emit(events.XpEarned(user_id=user, amount=granted, reason=reason.value,
+                                 source_event_id=key, total_xp=total,
+                                 capped_amount=requested - granted),
+                 f"evt_xp:{user}:{key}")
+        return granted
 
     base = 0 if credit.reason is None else pay(credit.reason, credit.key)
-    counters = dict(state["counters"])
-    for name in credit.counters:
-        counters[name] = counters.get(name, 0) + 1
 
-    streak = _streak(state["streak"])
+    if streak is None:
+        streak = _streak(state["streak"])
     streak_changed = False
     if credit.reason is not None:
-        update = record_activity(streak, utc_day(at))
-        streak_changed = update.state != streak
+        update = record_activity(streak, at_day)
+        streak_changed = update.state is not streak and update.state != streak
         streak = update.state
         for milestone in update.milestones:
             bonus = pay(streak_milestone_reason(milestone.days), milestone.award_event_id)
@@ -275,9 +276,9 @@ def _gain(
 
     if quests is None:
         quests = QuestState.from_snapshot(state["quests"])
-    quest_update = record_quests(quests,
-                                 [*((name, 1) for name in credit.counters), ("xp_earned", base)],
-                                 at=at)
+    amounts = [(name, 1) for name in credit.counters]
+    amounts.append(("xp_earned", base))
+    quest_update = record_quests(quests, amounts, at=at)
     quests = quest_update.new_state
     for quest in quest_update.completed:
         period = quest_period_id(quest.period, at)
@@ -285,8 +286,7 @@ def _gain(
         emit(events.QuestCompleted(user_id=user, quest_id=quest.id, period=period,
                                    xp_reward=reward), f"evt_quest:{user}:{quest.id}:{period}")
 
-    unlocked_before = set(state["achievements"])
-    unlocked = set(unlocked_before)
+    unlocked = set(state["achievements"])
     newly: list[str] = []
 
     def unlock(achievement: AchievementDef) -> None:
@@ -303,18 +303,21 @@ def _gain(
             unlock(achievement)
     # Only the achievements whose inputs this event changed (the others were checked when
     # theirs last changed): its counters, the streak, the level.
-    level = state["current_level"]
+    stats = dict(state["counters"])
+    for name in credit.counters:
+        stats[name] = stats.get(name, 0) + 1
+    stats["streak_days"] = streak.current
+    stats["level"] = state["current_level"]
     changed = set(credit.counters)
     if streak.current != state["streak"]["current"]:
         changed.add("streak_days")
     for _ in range(len(ACHIEVEMENTS)):  # an achievement's XP may raise the level: another round
-        now = level_for(ledger.total_xp).current_level
-        if now != level:
+        level = level_for(total).current_level
+        if level != stats["level"]:
             changed.add("level")
-            level = now
+            stats["level"] = level
         if not changed:
             break
-        stats = {**counters, "streak_days": streak.current, "level": level}
         found = evaluate_achievements(stats, unlocked, changed=changed)
         if not found:
             break
@@ -322,11 +325,14 @@ def _gain(
             unlock(achievement)
         changed = set()
 
-    for level in levels_gained(state["total_xp"], ledger.total_xp):
+    # levels_gained is [] unless the level changed (the common case: skip it).
+    gained = (levels_gained(state["total_xp"], total)
+              if level_for(total).current_level != state["current_level"] else [])  # fmt: skip
+    for level in gained:
         emit(events.LevelUp(user_id=user, old_level=level - 1, new_level=level,
-                            total_xp=ledger.total_xp), f"evt_level:{user}:{level}")
+                            total_xp=total), f"evt_level:{user}:{level}")
 
-    xp = ledger.total_xp - state["total_xp"]
+    xp = total - state["total_xp"]
     week, held = iso_week(at), state["weekly"]
     weekly: dict[str, Any] | None
     if held is not None and held["week"] == week:
@@ -346,7 +352,7 @@ def _gain(
         "areas": areas or None,
     }  # fmt: skip
     return _Gain(record=record, outbox=outbox, xp=xp, weekly=weekly, areas=areas,
-                 quests=quests)
+                 quests=quests, streak=streak)
 
 
 def _xp_table(options: Mapping[str, Any]) -> XpTable:
@@ -370,6 +376,8 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
     #: ``state["quests"]`` (the document) and its parsed ``QuestState``, while that document
     #: is the state's: each gain starts from it instead of parsing the document again.
     _quests: tuple[dict[str, Any], QuestState] | None = None
+    #: The same for ``state["streak"]`` and its parsed ``StreakState``.
+    _held_streak: tuple[dict[str, Any], StreakState] | None = None
 
     async def on_activate(self) -> None:
         self.table = _xp_table(self.ctx.options)
@@ -557,14 +565,19 @@ class UserProfileActor(EventSourcedActor[dict[str, Any]]):
 
     def _gain_now(self, credit: Credit, at: dt.datetime, source: Mapping[str, Any],
               granted: Sequence[AchievementDef] = ()) -> _Gain:
-        """``_gain`` on the current state, from its parsed quests when held; the quests the
-        gain produces are held for the next one (they are the state's once it is persisted:
-        ``apply`` installs ``record["quests"]`` itself)."""
-        state, held = self.state, self._quests
+        """``_gain`` on the current state, from its parsed quests and streak when held; the
+        ones the gain produces are held for the next one (they are the state's once it is
+        persisted: ``apply`` installs ``record["quests"]`` and ``record["streak"]`` themselves,
+        and an unchanged streak keeps its document)."""
+        state, held, held_streak = self.state, self._quests, self._held_streak
         quests = held[1] if held is not None and held[0] is state["quests"] else None
+        streak = (held_streak[1] if held_streak is not None and held_streak[0] is state["streak"]
+                  else None)  # fmt: skip
         gain = _gain(state, credit, at, self.table, source, self.ctx.system.node_name,
-                     granted=granted, quests=quests)
+                     granted=granted, quests=quests, streak=streak)
         self._quests = (gain.record["quests"], gain.quests)
+        changed = gain.record["streak"]
+        self._held_streak = (state["streak"] if changed is None else changed, gain.streak)
         return gain
 
     async def _announce(self, gain: _Gain, key: str, at: dt.datetime) -> None:

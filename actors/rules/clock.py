@@ -25,6 +25,7 @@ __all__ = [
     "FixedClock",
     "SystemClock",
     "day_bounds",
+    "day_id",
     "iso_week",
     "iso_week_monday",
     "next_utc_midnight",
@@ -103,6 +104,13 @@ def utc_day(dt: datetime) -> date:
     day = _require_aware(dt, "utc_day(dt)").date()
     _last_day = (dt, day)
     return day
+
+
+@functools.lru_cache(maxsize=64)
+def day_id(day: date) -> str:
+    """The id of UTC day ``day``, ``day.isoformat()`` (``"2025-12-16"``): kept for the latest
+    days, since every award and quest record asks for the same few."""
+    return day.isoformat()
 
 
 def _as_day(when: datetime | date, what: str) -> date:

@@ -23,11 +23,11 @@ import datetime as dt
 import re
 import types
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, TypeAlias, TypeVar, get_args
 
 import attrs
 
-from actors.rules.clock import iso_week, next_utc_midnight, utc_day, week_bounds
+from actors.rules.clock import day_id, iso_week, next_utc_midnight, utc_day, week_bounds
 
 __all__ = [
     "QUESTS",
@@ -52,6 +52,20 @@ _ID_PATTERN: Final = re.compile(r"quest_[a-z0-9_]+")
 _COUNTER_PATTERN: Final = re.compile(r"[a-z][a-z0-9_]*")
 _DAY_PATTERN: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 _WEEK_PATTERN: Final = re.compile(r"\d{4}-W\d{2}")
+
+
+_T = TypeVar("_T")
+
+
+def _derived(cls: type[_T], **fields: Any) -> _T:
+    """``cls(**fields)`` (a frozen attrs class, every field given) for values derived here from
+    validated ones, without running the converters and validators again: ``fields`` must be
+    what they would produce (read-only mappings, frozensets, well-formed period ids). Tests
+    check that such instances equal their validated rebuild."""
+    instance = object.__new__(cls)
+    for name, value in fields.items():
+        object.__setattr__(instance, name, value)
+    return instance
 
 
 def _owner(instance: Any, attribute: attrs.Attribute[Any]) -> str:
@@ -147,7 +161,7 @@ def period_id(period: QuestPeriod, at: dt.datetime) -> str:
     """The id of the ``period`` holding ``at``: ``YYYY-MM-DD`` (UTC day) or ``YYYY-Www`` (ISO
     week of the UTC day)."""
     if period == "daily":
-        return utc_day(at).isoformat()
+        return day_id(utc_day(at))
     if period == "weekly":
         return iso_week(at)
     raise ValueError(f"period = {period!r} is not one of {', '.join(_PERIODS)}")
@@ -196,6 +210,13 @@ class PeriodProgress:
     completed: frozenset[str] = attrs.field(factory=frozenset, converter=_frozen_ids)
 
 
+def _period_document(held: PeriodProgress | None) -> dict[str, Any] | None:
+    if held is None:
+        return None
+    return {"period_id": held.period_id, "progress": dict(sorted(held.progress.items())),
+            "completed": sorted(held.completed)}  # fmt: skip
+
+
 def _period(pattern: re.Pattern[str], hint: str) -> Any:
     def check(instance: Any, attribute: attrs.Attribute[Any], value: PeriodProgress | None) -> None:
         if value is None:
@@ -229,16 +250,7 @@ class QuestState:
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-able document, read back by :meth:`from_snapshot`."""
-        return {
-            period: None
-            if held is None
-            else {
-                "period_id": held.period_id,
-                "progress": dict(sorted(held.progress.items())),
-                "completed": sorted(held.completed),
-            }
-            for period, held in (("daily", self.daily), ("weekly", self.weekly))
-        }
+        return {"daily": _period_document(self.daily), "weekly": _period_document(self.weekly)}
 
     @classmethod
     def from_snapshot(cls, document: Mapping[str, Any]) -> QuestState:
@@ -290,6 +302,9 @@ class QuestProgress:
     resets_at: dt.datetime
 
 
+_NO_PROGRESS: Final[Mapping[str, int]] = types.MappingProxyType({})
+
+
 class _Advance:
     """One period being advanced by an event's amounts: plain dicts until :meth:`result`
     builds the new :class:`PeriodProgress` (once, however many amounts)."""
@@ -297,10 +312,11 @@ class _Advance:
     __slots__ = ("closed", "counts", "done", "held", "quests")
 
     def __init__(self, held: PeriodProgress | None, current_id: str,
-                 quests: Sequence[QuestDef]) -> None:
+                 quests: Mapping[str, Sequence[QuestDef]]) -> None:
         self.closed = held is not None and held.period_id > current_id  # a late event
         if not self.closed and (held is None or held.period_id != current_id):
-            held = PeriodProgress(period_id=current_id)
+            held = _derived(PeriodProgress, period_id=current_id, progress=_NO_PROGRESS,
+                            completed=frozenset())  # current_id: from period_id()
         self.held = held
         self.quests = quests
         self.counts: dict[str, int] | None = None
@@ -310,8 +326,8 @@ class _Advance:
         held = self.held
         if self.closed or amount == 0 or held is None:
             return  # a closed period is gone; 0 changes nothing
-        for quest in self.quests:
-            if quest.counter != counter or quest.id in held.completed or (
+        for quest in self.quests.get(counter, ()):
+            if quest.id in held.completed or (
                     self.done is not None and quest.id in self.done):
                 continue
             counts = self.counts = dict(held.progress) if self.counts is None else self.counts
@@ -326,9 +342,11 @@ class _Advance:
         held = self.held
         if self.counts is None or held is None:
             return held
-        held = self.held = PeriodProgress(
-            period_id=held.period_id, progress=self.counts,
-            completed=held.completed if self.done is None else self.done)
+        # ``counts`` is this advance's own copy, and each amount reached was checked by add().
+        held = self.held = _derived(
+            PeriodProgress, period_id=held.period_id,
+            progress=types.MappingProxyType(self.counts),
+            completed=held.completed if self.done is None else frozenset(self.done))
         self.counts = self.done = None
         return held
 
@@ -346,13 +364,25 @@ def record(
     return record_all(state, [(counter, amount)], at=at, catalog=catalog)
 
 
-def _split(catalog: Sequence[QuestDef]) -> tuple[list[QuestDef], list[QuestDef]]:
-    """The daily and the weekly quests of ``catalog`` (checked; the default one once)."""
+_ByCounter: TypeAlias = dict[str, list[QuestDef]]
+
+
+def _by_counter(catalog: Sequence[QuestDef], period: QuestPeriod) -> _ByCounter:
+    """The quests of ``catalog`` in ``period`` by counter, each list in catalog order."""
+    out: _ByCounter = {}
+    for quest in catalog:
+        if quest.period == period:
+            out.setdefault(quest.counter, []).append(quest)
+    return out
+
+
+def _split(catalog: Sequence[QuestDef]) -> tuple[_ByCounter, _ByCounter]:
+    """The daily and the weekly quests of ``catalog`` by counter (checked; the default one
+    once)."""
     if catalog is QUESTS:
         return _QUESTS_SPLIT
     catalog = check_quest_catalog(catalog)
-    return ([q for q in catalog if q.period == "daily"],
-            [q for q in catalog if q.period == "weekly"])
+    return _by_counter(catalog, "daily"), _by_counter(catalog, "weekly")
 
 
 def record_all(
@@ -385,15 +415,15 @@ def record_all(
     for counter, amount in amounts:  # per counter the daily quests, then the weekly ones
         daily.add(counter, amount, completed)
         weekly.add(counter, amount, completed)
-    if daily.result() is state.daily and weekly.result() is state.weekly:
+    new_daily, new_weekly = daily.result(), weekly.result()
+    if new_daily is state.daily and new_weekly is state.weekly:
         new_state = state
     else:
-        new_state = QuestState(daily=daily.result(), weekly=weekly.result())
+        new_state = _derived(QuestState, daily=new_daily, weekly=new_weekly)
     return QuestUpdate(new_state=new_state, completed=tuple(completed))
 
 
-_QUESTS_SPLIT: Final = (
-    [q for q in QUESTS if q.period == "daily"], [q for q in QUESTS if q.period == "weekly"])
+_QUESTS_SPLIT: Final = (_by_counter(QUESTS, "daily"), _by_counter(QUESTS, "weekly"))
 
 
 def progress(

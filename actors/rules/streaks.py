@@ -190,6 +190,8 @@ class StreakUpdate:
 
     @property
     def milestones(self) -> tuple[MilestoneReached, ...]:
+        if not self.events:  # the usual case: a second activity the same day
+            return ()
         return tuple(e for e in self.events if isinstance(e, MilestoneReached))
 
 

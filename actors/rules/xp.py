@@ -65,7 +65,7 @@ from typing import Any, Final
 
 import attrs
 
-from actors.rules.clock import utc_day
+from actors.rules.clock import day_id, utc_day
 
 __all__ = [
     "DEFAULT_CAP_EXEMPT",
@@ -78,7 +78,10 @@ __all__ = [
     "XpTableError",
     "XpTransaction",
     "award",
+    "charge",
+    "requested_xp",
     "streak_milestone_reason",
+    "transaction_document",
     "transaction_id_for",
 ]
 
@@ -250,7 +253,7 @@ class XpTable:
                 f"{reason.value!r} has no table amount: its XP is the achievement's or quest's "
                 "xp_reward, passed as award(..., amount=...)"
             )
-        amount: int = getattr(self, reason.value)
+        amount: int = getattr(self, reason)  # the field named by the value (reason is a str)
         return amount
 
     def is_cap_exempt(self, reason: XpReason) -> bool:
@@ -353,21 +356,35 @@ class XpTransaction:
     def as_document(self) -> dict[str, object]:
         """The record in the seed's field names (``source``, ``timestamp``); the actor adds
         ``related_entity_type`` / ``related_entity_id`` from the causing event."""
-        return {
-            "transaction_id": self.transaction_id,
-            "user_id": self.user_id,
-            "amount": self.amount,
-            "requested_amount": self.requested_amount,
-            "capped_amount": self.capped_amount,
-            "capped": self.capped,
-            "source": self.reason.value,
-            "source_event_id": self.source_event_id,
-            "daily_total": self.daily_total,
-            "daily_cap": self.daily_cap,
-            "cap_exempt": self.cap_exempt,
-            "cap_day": self.cap_day.isoformat(),
-            "timestamp": self.created_at,
-        }
+        return transaction_document(
+            user_id=self.user_id, event_id=self.source_event_id, reason=self.reason,
+            requested=self.requested_amount, granted=self.amount, daily_total=self.daily_total,
+            daily_cap=self.daily_cap, exempt=self.cap_exempt, cap_day=self.cap_day,
+            timestamp=self.created_at,
+        )  # fmt: skip
+
+
+def transaction_document(
+    *, user_id: str, event_id: str, reason: XpReason, requested: int, granted: int,
+    daily_total: int, daily_cap: int, exempt: bool, cap_day: date, timestamp: object,
+) -> dict[str, object]:
+    """An :class:`XpTransaction`'s record (:meth:`XpTransaction.as_document`) from plain values,
+    for a caller that charged with :func:`charge` and builds no transaction object."""
+    return {
+        "transaction_id": transaction_id_for(user_id, event_id),
+        "user_id": user_id,
+        "amount": granted,
+        "requested_amount": requested,
+        "capped_amount": requested - granted,
+        "capped": requested > granted,
+        "source": reason.value,
+        "source_event_id": event_id,
+        "daily_total": daily_total,
+        "daily_cap": daily_cap,
+        "cap_exempt": exempt,
+        "cap_day": day_id(cap_day),
+        "timestamp": timestamp,
+    }  # fmt: skip
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -415,21 +432,7 @@ def award(
     if not isinstance(event_id, str) or not event_id:
         raise ValueError(f"award(event_id) must be a non-empty str, got {event_id!r}")
     day = utc_day(at)
-    if reason in REWARD_REASONS:
-        if amount is None or isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
-            raise ValueError(
-                f"award(reason={reason.value!r}) needs amount= (the reward's xp_reward, an int "
-                f">= 0), got amount={amount!r}"
-            )
-        requested = amount
-    elif amount is not None:
-        raise ValueError(
-            f"award(reason={reason.value!r}) takes its amount from the XP table; amount= is only "
-            f"for {sorted(r.value for r in REWARD_REASONS)}, got amount={amount!r}"
-        )
-    else:
-        requested = table.amount_for(reason)
-
+    requested = requested_xp(reason, table, amount)
     if event_id in ledger.recent_event_ids:
         return Award(
             state=ledger,
@@ -442,15 +445,11 @@ def award(
             transaction=None,
         )
 
-    # Charge the latest day seen: a new day resets the counter, a late event uses today's.
-    cap_day = day if ledger.day is None or day > ledger.day else ledger.day
-    used = ledger.daily_xp_on(cap_day)
     exempt = reason in table.cap_exempt
-    if exempt:
-        granted = requested
-    else:
-        granted = min(requested, max(0, table.daily_cap - used))
-        used += granted
+    cap_day, granted, used = charge(
+        ledger.day, ledger.daily_xp_earned, day=day, requested=requested, exempt=exempt,
+        daily_cap=table.daily_cap,
+    )  # fmt: skip
     new_state = XpLedger(
         user_id=ledger.user_id,
         total_xp=ledger.total_xp + granted,
@@ -482,3 +481,40 @@ def award(
         duplicate=False,
         transaction=transaction,
     )
+
+
+def requested_xp(reason: XpReason, table: XpTable, amount: int | None = None) -> int:
+    """What ``reason`` is worth before the cap: ``table``'s amount, or ``amount`` for the
+    :data:`REWARD_REASONS` (required for them, refused for the others), as :func:`award` takes
+    it."""
+    if reason in REWARD_REASONS:
+        if amount is None or isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise ValueError(
+                f"award(reason={reason.value!r}) needs amount= (the reward's xp_reward, an int "
+                f">= 0), got amount={amount!r}"
+            )
+        return amount
+    if amount is not None:
+        raise ValueError(
+            f"award(reason={reason.value!r}) takes its amount from the XP table; amount= is only "
+            f"for {sorted(r.value for r in REWARD_REASONS)}, got amount={amount!r}"
+        )
+    return table.amount_for(reason)
+
+
+def charge(
+    ledger_day: date | None, daily_xp_earned: int, *, day: date, requested: int, exempt: bool,
+    daily_cap: int,
+) -> tuple[date, int, int]:
+    """The daily cap of :func:`award` on plain values: ``requested`` XP dated UTC day ``day``,
+    charged to a ledger whose counter is ``daily_xp_earned`` on ``ledger_day``. Returns
+    ``(cap_day, granted, daily_total)``: the day charged (the latest seen: a new day resets the
+    counter, a late event uses the ledger's), the XP granted and the counter after."""
+    if ledger_day is None or day > ledger_day:
+        cap_day, used = day, 0
+    else:
+        cap_day, used = ledger_day, daily_xp_earned
+    if exempt:
+        return cap_day, requested, used
+    granted = min(requested, max(0, daily_cap - used))
+    return cap_day, granted, used + granted

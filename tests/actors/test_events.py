@@ -61,6 +61,13 @@ def test_every_event_round_trips_through_codec_and_envelope(event_type: str) -> 
     doc = envelope.to_dict()
     assert doc["event_id"] == "evt_1" and doc["correlation_id"] == "req-9"
     assert events.from_envelope(doc) == evt
+    # the payload is every field by name, tuples as lists (the JSON shape)
+    assert doc["payload"] == {
+        field.name: list(value) if isinstance(value, tuple) else value
+        for field in attrs.fields(type(evt))
+        for value in [getattr(evt, field.name)]
+    }
+    assert not any(isinstance(value, tuple) for value in doc["payload"].values())
 
 
 def test_newer_payload_fields_are_ignored_and_missing_optional_ones_defaulted() -> None:

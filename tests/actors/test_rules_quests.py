@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import types
 from collections import defaultdict
 
 import attrs
@@ -398,6 +399,29 @@ def test_snapshot_round_trips_through_json(
         state = record(state, counter=counter, amount=amount, at=when).new_state
     document = json.loads(json.dumps(state.snapshot()))
     assert QuestState.from_snapshot(document) == state
+
+
+@settings(max_examples=100)
+@given(start=datetimes, steps=events)
+def test_recorded_states_are_what_the_validating_constructors_build(
+    start: dt.datetime, steps: list[tuple[str, int, int]]
+) -> None:
+    """record builds the states it derives without validating them again: they must be the
+    very values the constructors (converters, validators) would build."""
+    state = EMPTY
+    when = start
+    for counter, amount, seconds in steps:
+        when += dt.timedelta(seconds=seconds)
+        state = record(state, counter=counter, amount=amount, at=when).new_state
+        periods = {kind: None if held is None else PeriodProgress(
+            period_id=held.period_id, progress=held.progress, completed=held.completed)
+            for kind, held in (("daily", state.daily), ("weekly", state.weekly))}  # fmt: skip
+        assert QuestState(**periods) == state
+        for held in state.periods().values():
+            assert isinstance(held.progress, types.MappingProxyType)
+            assert type(held.completed) is frozenset
+            assert hash(held) == hash(PeriodProgress(period_id=held.period_id,
+                                                     completed=held.completed))
 
 
 def test_from_snapshot_names_what_is_wrong() -> None:
