@@ -224,13 +224,10 @@ class LeaderboardActor(EventSourcedActor[dict[str, Any]]):
     def initial_state(self) -> dict[str, Any]:
         return {"board": Leaderboard().snapshot(), "versions": {}}
 
-    def snapshot_interval(self) -> int:
-        """The journal events until a snapshot is due: this one as soon as the updates folded
-        since the last snapshot reach ``max(snapshot_every, scored users)`` (one event may hold
-        a batch of them, so the count is in updates), else at least one more."""
-        pending = self.seq - self.snapshot_seq
-        due = self.updates_since_snapshot >= max(self.snapshot_every, self.board.scored_users)
-        return pending if due else pending + 1
+    def snapshot_due(self) -> bool:
+        """Once the updates folded since the last snapshot reach ``max(snapshot_every, scored
+        users)``: counted in updates, not journal events, since one event holds a batch."""
+        return self.updates_since_snapshot >= max(self.snapshot_every, self.board.scored_users)
 
     def _load(self, state: dict[str, Any]) -> None:
         if self._loaded_from is not state:

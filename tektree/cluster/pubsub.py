@@ -356,9 +356,13 @@ class _Topics:
                 f"the {MAX_FRAME_BYTES}-byte limit; publish a reference (an id) instead",
                 what="value",
             )
+        self._count_published()
+        return frame
+
+    def _count_published(self) -> None:
+        """One more publish from this node: its sequence number and the counter."""
         self._seq += 1
         self._published += 1
-        return frame
 
     def _deliver_frame(self, topic: str, frame: bytes) -> None:
         """Fan a frame published on this node out to this node's subscribers (one decode)."""
@@ -424,10 +428,9 @@ class LocalPubSub(_Topics):
         _check_topic(topic)
         await trio.lowlevel.checkpoint_if_cancelled()
         if topic in self._topics:
-            self._fan_out(topic, decode_value(self._frame(topic, payload))[3])
+            self._deliver_frame(topic, self._frame(topic, payload))
         else:  # nobody to hand it to: no frame (most notifications of offline users)
-            self._seq += 1
-            self._published += 1
+            self._count_published()
         self._budget -= 1
         if self._budget <= 0:
             self._budget = self.YIELD_EVERY

@@ -26,7 +26,8 @@ it is what the snapshot stores.
 
 Lifecycle: ``on_activate`` recovers (the latest snapshot, then the events after it, folded);
 ``persist`` appends, then applies, then snapshots every ``snapshot_every`` events (every
-``snapshot_interval()``: an actor may stretch it as its state grows);
+``snapshot_interval()``: an actor may stretch it as its state grows, or decide by
+``snapshot_due()``);
 ``on_passivate`` snapshots if events came since the last snapshot. After a crash the activation
 restarts from the journal, so nothing acknowledged is lost. Subclasses that override a hook call
 ``super()``'s.
@@ -103,6 +104,12 @@ class EventSourcedActor(Actor, Generic[S]):
         with its state (O(n) to write) overrides it to snapshot less often as it grows, so the
         snapshots' cost per event stays O(1)."""
         return self.snapshot_every
+
+    def snapshot_due(self) -> bool:
+        """Whether a snapshot is due after an append: once ``snapshot_interval()`` events came
+        since the last one. An actor whose events hold varying amounts of work (a batch per
+        event) overrides it to count that work instead."""
+        return self.seq - self.snapshot_seq >= self.snapshot_interval()
 
     @property
     def fencing_token(self) -> int | None:
@@ -216,7 +223,7 @@ class EventSourcedActor(Actor, Generic[S]):
         if not stored:
             return stored
         self._apply_stored(stored)
-        if self.seq - self.snapshot_seq >= self.snapshot_interval():
+        if self.snapshot_due():
             try:
                 await self.snapshot()
             except Exception as exc:  # the events are durable; the next threshold retries
