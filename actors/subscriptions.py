@@ -299,8 +299,13 @@ class SubscriptionActor(Actor):
                                   current_period_start=None, current_period_end=None,
                                   cancel_at=None, ended_at=sub.current_period_end,
                                   updated_at=now)
+            # An operator who set the user's tier since (``set_tier`` clears ``tier_until``)
+            # overrides the lapse: the plan ends, the user's tier stays theirs.
+            user = await self.store.get(USERS, self.user_id)
+            overridden = user is not None and user.get("tier_until") is None
             try:
-                await self._commit(lapsed, cause="access ended", now=now, previous_tier=sub.tier)
+                await self._commit(lapsed, cause="access ended", now=now, previous_tier=sub.tier,
+                                   user_tier=not overridden)
             except _Stale:
                 await self._load()
                 continue
@@ -337,7 +342,9 @@ class SubscriptionActor(Actor):
 
     async def _commit(self, new: Subscription, *, cause: str, now: dt.datetime,
                       delivery: dict[str, Any] | None = None, extra: Sequence[object] = (),
-                      previous_tier: str | None = None) -> None:
+                      previous_tier: str | None = None, user_tier: bool = True) -> None:
+        """Commit ``new`` (see the module docstring for what one commit writes); ``user_tier``
+        False leaves the user's ``tier`` and ``tier_until`` as they are."""
         old = self.sub
         rev = (old.rev if old is not None else 0) + 1
         new = attrs.evolve(new, rev=rev, updated_at=now)
@@ -363,9 +370,11 @@ class SubscriptionActor(Actor):
                 else:
                     unit.update(SUBSCRIPTIONS, self.user_id, {"$set": {
                         k: v for k, v in doc.items() if k != "_id"}})
-                unit.update(USERS, self.user_id, {"$set": {
-                    "tier": tier, "tier_until": None if ends is None else format_timestamp(ends),
-                    "updated_at": format_timestamp(now)}})
+                if user_tier:
+                    unit.update(USERS, self.user_id, {"$set": {
+                        "tier": tier,
+                        "tier_until": None if ends is None else format_timestamp(ends),
+                        "updated_at": format_timestamp(now)}})
                 for env in self._envelopes([*extra, *found], f"r{rev}", now):
                     unit.add_event(env)
         except DuplicateKeyError as exc:

@@ -260,3 +260,13 @@ async def test_an_operators_tier_does_not_lapse_with_a_canceled_plan(
         await shop.accounts.set_tier(ann, "enterprise")
         CLOCK.at(END + dt.timedelta(seconds=1))
         assert await shop.tiers.tier_of(ann) == "enterprise"
+        # The access-end reminder lapses the plan, not the operator's tier (it used to write
+        # Free over it, whenever it fired: this test failed when it fired before the read).
+        with trio.fail_after(10):
+            while not await shop.events("payment.subscription.downgraded"):
+                await shop.settle_reminders()
+        doc = await shop.store.get(SUBSCRIPTIONS, ann)
+        assert doc is not None and doc["tier"] == "free"
+        assert await shop.tiers.tier_of(ann) == "enterprise"
+        user = await _user_doc(shop, ann)
+        assert (user["tier"], user["tier_until"]) == ("enterprise", None)
