@@ -244,6 +244,8 @@ class ReminderService:
     def _idle_now(self) -> bool:
         if self._last_pass_full or self._in_flight or self._outcomes or self._committing:
             return False
+        if self._starved and len(self._claims) < self.options.max_claimed:
+            return False  # the last pass had no room, and room came (``_drop``): a pass is owed
         now_ms = _ms(self.clock.time())
         return not any(
             due <= now_ms and self._claims.get(claim.reminder.id) is claim
