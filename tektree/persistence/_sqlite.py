@@ -158,7 +158,10 @@ class _UnitBlock:
 
 
 def _connect(path: str, *, writer: bool) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # The writer's multi-row INSERTs come in one shape per row count (see _sqlite_ops._flush):
+    # room for them beside the usual statements in the connection's statement cache.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                           cached_statements=1024 if writer else 128)
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     if writer:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]

@@ -122,6 +122,43 @@ async def test_a_failed_writer_in_a_batch_keeps_the_others_and_their_new_tables(
         assert await store.count("fresh0") == 5
 
 
+async def test_a_batch_gathers_its_inserts_and_keeps_their_order_with_other_writes(
+    tmp_path: Path,
+) -> None:
+    # One batch: many inserts into two collections (more rows than one statement holds), and
+    # writers whose updates and deletes must see the inserts queued before them in the batch.
+    async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        await store.insert("warm", {"_id": "w"})  # the tables exist: no DDL in the batch
+        await store.insert_many("a", [{"_id": "seed"}])
+        await store.insert_many("b", [{"_id": "seed"}])
+        order: list[str] = []
+
+        async def bulk(i: int) -> None:
+            await store.insert_many("a", [{"_id": f"a{i}-{n}", "i": i} for n in range(300)])
+            order.append(f"bulk{i}")
+
+        async def insert_then_update(i: int) -> None:
+            async with store.unit() as unit:
+                unit.insert("b", {"_id": f"b{i}", "n": 0})
+                unit.insert("a", {"_id": f"x{i}", "i": -1})
+                unit.update("b", f"b{i}", {"$inc": {"n": 1}})
+                unit.delete("a", f"x{i}")
+            order.append(f"unit{i}")
+
+        async with trio.open_nursery() as nursery:
+            for i in range(3):
+                nursery.start_soon(bulk, i)
+                nursery.start_soon(insert_then_update, i)
+        assert sorted(order) == ["bulk0", "bulk1", "bulk2", "unit0", "unit1", "unit2"]
+        stats = store.statistics()
+        assert stats.largest_batch >= 6  # they did share one transaction
+        assert await store.count("a") == 1 + 900
+        assert [await store.count("a", {"i": i}) for i in range(3)] == [300, 300, 300]
+        assert await store.count("a", {"i": -1}) == 0  # each delete saw its insert
+        assert await store.count("b", {"n": 1}) == 3  # each update saw its insert
+        assert (await store.get("a", "a2-299")) == {"_id": "a2-299", "i": 2}
+
+
 async def test_cancelled_queued_write_changes_nothing(tmp_path: Path) -> None:
     async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
         async with trio.open_nursery() as nursery:
