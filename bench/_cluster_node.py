@@ -84,12 +84,14 @@ class Sink(Actor):
 def node_config(name: str, redis_url: str) -> Config:
     """A cluster node named ``name`` on ``redis_url`` with the ``sink`` pool; messages are not
     round-tripped through the codec locally (``check_serialization`` off) and the collector is
-    settled once started (``gc_young_threshold``), as in the shipped ``supervisor.toml``."""
+    settled once started (``gc_young_threshold``) and the thread switch interval is 1 ms
+    (``switch_interval_ms``), as in the shipped ``supervisor.toml``."""
     return test_config(
         {KIND: Sink},
         services=[{"type": "service", "name": "cluster", "service": "cluster",
                    "options": CLUSTER_OPTIONS}],
-        node={"name": name, "check_serialization": False, "gc_young_threshold": 10_000},
+        node={"name": name, "check_serialization": False, "gc_young_threshold": 10_000,
+              "switch_interval_ms": 1},
         redis_url=redis_url,
     )
 

@@ -47,7 +47,7 @@ def _config(data_dir: Path) -> Any:
     ]
     return parse_config({
         "node": {"name": "bench-ws", "data_dir": str(data_dir),
-                 "gc_young_threshold": 10_000},  # as shipped
+                 "gc_young_threshold": 10_000, "switch_interval_ms": 1},  # as shipped
         "http": {"enabled": True, "host": "127.0.0.1", "port": 0},
         "logging": {"level": "warning"},
         "redis": {"url": ""}, "supervisor": {"children": children},

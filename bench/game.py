@@ -87,7 +87,8 @@ def _config(data_dir: str, kinds: dict[str, type[Any]]) -> Any:
                      "actor": f"{cls.__module__}:{cls.__qualname__}"}
                     for kind, cls in kinds.items())
     data = {"node": {"name": "bench", "data_dir": data_dir,
-                     "gc_young_threshold": 10_000},  # as shipped: see tektree._gc
+                     # as shipped: see tektree._gc and tektree._gil
+                     "gc_young_threshold": 10_000, "switch_interval_ms": 1},
             "http": {"enabled": False}, "redis": {"url": ""},
             "supervisor": {"children": children}}
     return parse_config(data, source="<bench game>", env={})

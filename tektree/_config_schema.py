@@ -104,6 +104,12 @@ class NodeConfig:
                                   "allocations (CPython: 700); 0 = leave it as it is (see "
                                   "tektree._gc; the shipped supervisor.toml sets 10000)", ge=0)
     )
+    switch_interval_ms: float = attrs.field(
+        default=0.0, metadata=rules("while the node runs, the interpreter's thread switch "
+                                    "interval in milliseconds (CPython: 5); 0 = leave it as it "
+                                    "is (see tektree._gil; the shipped supervisor.toml sets 1)",
+                                    ge=0, le=100)
+    )
 
     def resolved_name(self) -> str:
         """The configured name, or ``<hostname>-<pid>`` when it is empty."""

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from tektree._actor import Actor
 from tektree._errors import ConfigError, SupervisorFailed
 from tektree._gc import settle_collector
+from tektree._gil import switch_interval
 from tektree._supervisor import Child, Supervisor, TaskChild
 from tektree._system import ActorSystem
 from tektree._telemetry import RuntimeCollector, node_name
@@ -227,6 +228,17 @@ class Node:
         Raises :class:`NodeFailed` when the root supervisor fails.
         """
         node_name.set(self.name)  # every task of this node inherits it: its log lines say so
+        with switch_interval(self.config.node.switch_interval_ms):  # see tektree._gil
+            await self._serve(handle_signals, task_status)
+        if self.failure is not None:
+            _log.critical(f"node {self.name} stopping: {self.failure}", node=self.name)
+            raise NodeFailed(self.name, self.failure)
+        if self.forced:
+            _log.warning("node stopped before it could drain (forced)", node=self.name)
+        else:
+            _log.info("node stopped", node=self.name)
+
+    async def _serve(self, handle_signals: bool, task_status: trio.TaskStatus[Node]) -> None:
         async with trio.open_nursery() as nursery:
             self._scope = nursery.cancel_scope
             if handle_signals:
@@ -247,13 +259,6 @@ class Node:
                 if self.failure is None:
                     await self._graceful_stop()
                 nursery.cancel_scope.cancel()
-        if self.failure is not None:
-            _log.critical(f"node {self.name} stopping: {self.failure}", node=self.name)
-            raise NodeFailed(self.name, self.failure)
-        if self.forced:
-            _log.warning("node stopped before it could drain (forced)", node=self.name)
-        else:
-            _log.info("node stopped", node=self.name)
 
     def force_stop(self) -> None:
         """Stop now, without draining (a second SIGINT/SIGTERM)."""

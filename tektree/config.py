@@ -84,6 +84,7 @@ ENV_OVERRIDES: Mapping[str, str] = types.MappingProxyType(
         "TEKTREE_ASK_TIMEOUT_SECONDS": "node.ask_timeout_seconds",
         "TEKTREE_CHECK_SERIALIZATION": "node.check_serialization",
         "TEKTREE_GC_YOUNG_THRESHOLD": "node.gc_young_threshold",
+        "TEKTREE_SWITCH_INTERVAL_MS": "node.switch_interval_ms",
         "TEKTREE_HTTP_HOST": "http.host",
         "TEKTREE_HTTP_PORT": "http.port",
         "TEKTREE_LOG_LEVEL": "logging.level",

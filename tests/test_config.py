@@ -438,6 +438,7 @@ def test_env_overrides_the_file() -> None:
         "TEKTREE_ASK_TIMEOUT_SECONDS": "1",
         "TEKTREE_CHECK_SERIALIZATION": "Yes",
         "TEKTREE_GC_YOUNG_THRESHOLD": "25000",
+        "TEKTREE_SWITCH_INTERVAL_MS": "2",
         "TEKTREE_HTTP_HOST": "0.0.0.0",
         "TEKTREE_HTTP_PORT": "9000",
         "TEKTREE_LOG_LEVEL": "debug",
@@ -651,6 +652,15 @@ def test_evolve_keeps_the_config_valid_type() -> None:
     config = _parse({})
     changed = attrs.evolve(config, http=attrs.evolve(config.http, port=0))
     assert (changed.http.port, config.http.port) == (0, 8080)
+
+
+def test_switch_interval_ms_is_a_node_setting_off_by_default() -> None:
+    assert parse_config({}, source="<test>", env={}).node.switch_interval_ms == 0
+    config = parse_config({}, source="<test>", env={"TEKTREE_SWITCH_INTERVAL_MS": "0.5"})
+    assert config.node.switch_interval_ms == 0.5
+    for bad in (-1, 101):
+        with pytest.raises(ConfigError, match=r"node\.switch_interval_ms"):
+            parse_config({"node": {"switch_interval_ms": bad}}, source="<test>", env={})
 
 
 def test_gc_young_threshold_is_a_node_setting_off_by_default() -> None:

@@ -1,9 +1,11 @@
 """``[node] gc_young_threshold``: the started node freezes its objects and raises the young
-threshold (process-wide, so each test puts the collector back as it found it)."""
+threshold (process-wide, so each test puts the collector back as it found it); ``[node]
+switch_interval_ms``: the running node sets the thread switch interval, then puts it back."""
 
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -43,3 +45,13 @@ def test_settle_collector(restored_collector: None) -> None:
     assert settle_collector(0) is False and gc.get_freeze_count() == 0
     assert settle_collector(5_000) is True
     assert gc.get_threshold()[0] == 5_000 and gc.get_freeze_count() > 0
+
+
+async def test_a_running_node_sets_the_switch_interval_and_puts_it_back() -> None:
+    before = sys.getswitchinterval()
+    async with open_test_node(node={"switch_interval_ms": 0.75}) as node:
+        assert node.config.node.switch_interval_ms == 0.75
+        assert sys.getswitchinterval() == pytest.approx(0.00075)
+    assert sys.getswitchinterval() == before
+    async with open_test_node():  # the default leaves it alone
+        assert sys.getswitchinterval() == before
