@@ -1,19 +1,24 @@
 """``SqliteStore``: the embedded default store, one SQLite file under the data directory.
 
-Threads: every SQLite call runs in a worker thread, never in the trio thread. Writes, ``find``
-and ``count`` go through ``trio.to_thread.run_sync`` under one ``trio.CapacityLimiter``
-(``max_threads``); reads borrow a connection from a pool (WAL lets readers run beside the
-writer); writes go to a single writer task that group-commits. Point reads (``get``) are
+Threads: every SQLite call runs in a worker thread, never in the trio thread. ``find`` and
+``count`` go through ``trio.to_thread.run_sync`` under one ``trio.CapacityLimiter``
+(``max_threads``) and borrow a reader connection from a pool (WAL lets readers run beside the
+writer); writes go to a single writer thread that group-commits. Point reads (``get``) are
 batched onto the store's own reader threads, one ``IN (...)`` query per batch (see
 ``_sqlite_reads``).
 
-Group commit: writers append their operations to a queue and wait. The writer task takes
-everything queued, runs it in one ``BEGIN IMMEDIATE ... COMMIT`` in a thread, each writer's
-operations under their own SAVEPOINT (so one writer's unique violation rolls back only its own
-operations), then wakes each writer with its own result or error. (A batch of plain document
-writes first runs without the savepoints; only if one of its writers fails is it rolled back and
-run again with them: see ``commit_batch``.) While a batch commits, the
-next one gathers, so the cost of a commit (an fsync) is shared by everyone waiting.
+Group commit: writers encode their documents (in the trio thread), append their operations to
+a queue and wait. The writer thread, started by the first of them when none runs, takes
+everything queued, runs it in one ``BEGIN IMMEDIATE ... COMMIT``, each writer's operations
+under their own SAVEPOINT (so one writer's unique violation rolls back only its own
+operations), hands the batch back to the trio thread, which wakes each writer with its own
+result or error, and takes what was queued meanwhile at once; it ends when the queue is empty.
+(A batch of plain document writes first runs without the savepoints, its inserts gathered into
+multi-row statements; only if one of its writers fails is it rolled back and run again with
+them: see ``commit_batch``.) While a batch commits, the next one gathers, so the cost of a
+commit (an fsync) is shared by everyone waiting. The thread, not a trio task, starts each
+commit (see ``_drain``), and it needs the GIL only between statements: the interpreter's switch
+interval bounds how long it waits for it (``[node] switch_interval_ms``, ``tektree._gil``).
 
 Durability: WAL with ``synchronous=FULL``: a write is acknowledged only after the WAL is synced,
 so an acknowledged write survives a process kill *and* an OS crash or power loss. (``NORMAL``
@@ -23,9 +28,11 @@ FULL's fsync cheap enough.)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -60,6 +67,7 @@ from tektree.persistence._query import (
     check_collection,
     check_limit,
     decode_cursor,
+    dumps,
     full_sort,
     normalize_filter,
     page_of,
@@ -120,6 +128,11 @@ class _Request(WriteRequest):
         task, self.task = self.task, None
         if task is not None:
             reschedule(task)
+
+
+def _wake_all(batch: Sequence[_Request]) -> None:
+    for req in batch:
+        req.wake()
 
 
 def _wait_regardless(_: RaiseCancelT) -> Abort:
@@ -196,7 +209,12 @@ class SqliteStore:
         )
         self._get_tables: dict[str, str] = {}
         self._text_specs: dict[str, TextIndexSpec] = {}
-        self._wake = trio.Event()
+        #: Guards ``_pending``, ``_draining`` and each request's ``taken`` between the trio
+        #: thread (which appends and, when cancelled, withdraws) and the writer thread.
+        self._lock = threading.Lock()
+        self._draining = False  # a writer thread runs, or has been started
+        self._drained: trio.Event | None = None  # set once that thread has stopped
+        self._token: trio.lowlevel.TrioToken | None = None
         self._closed = True
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -208,13 +226,12 @@ class SqliteStore:
         await store._start()
         try:
             store._reader.start()
-            async with trio.open_nursery() as nursery:
-                await nursery.start(store._write_loop)
-                yield store
-                nursery.cancel_scope.cancel()
+            yield store
         finally:
             store._closed = True
             with trio.CancelScope(shield=True):
+                if store._drained is not None:  # let the commit in flight finish
+                    await store._drained.wait()
                 await store._reader.aclose()
             store._close()
 
@@ -224,6 +241,7 @@ class SqliteStore:
             self._writer_conn = await trio.to_thread.run_sync(self._open_writer)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(self.path, f"{type(exc).__name__}: {exc}") from exc
+        self._token = trio.lowlevel.current_trio_token()
         self._closed = False
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -249,49 +267,79 @@ class SqliteStore:
 
     # -- group commit ------------------------------------------------------------------------
 
-    async def _write_loop(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        task_status.started()
+    def _start_writer(self) -> None:
+        """Start the writer thread (called with ``_draining`` just set): it commits what is
+        pending, batch after batch, until nothing is."""
+        drained = self._drained = trio.Event()
+        token = self._token
+        assert token is not None
+
+        def deliver(_: object) -> None:  # in the writer thread, once ``_drain`` returned
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(drained.set)
+
+        trio.lowlevel.start_thread_soon(self._drain, deliver, name="tektree sqlite writer")
+
+    def _drain(self) -> None:
+        """The writer thread: take everything pending, commit it (``commit_batch``), hand the
+        batch back to the trio thread to wake its writers, and take what came meanwhile at
+        once, until nothing is pending.
+
+        The trio thread is not in that loop. When a trio task started each commit, a commit
+        began only once the trio scheduler's batch that queued it had run to its end, i.e.
+        after the whole wave of actors woken by the last commit had done their work: commits
+        and the actors' work took turns, and the trio thread was idle a third of the time
+        (the XP loop of ``python -m bench game``: batches of ~62 then ~4 writers, 4-5 ms from
+        one commit's end to the next one's start). Now the next commit starts as the last one
+        ends, with whatever half-wave has queued meanwhile, and the two overlap."""
+        conn, token = self._writer_conn, self._token
+        assert conn is not None and token is not None
         while True:
-            if not self._pending:
-                self._wake = trio.Event()
-                await self._wake.wait()
-            batch = self._pending[:MAX_BATCH_REQUESTS]
-            del self._pending[:MAX_BATCH_REQUESTS]
-            self._metrics.pending_writes = len(self._pending)
-            for req in batch:
-                req.taken = True
-            self._metrics.batch(len(batch))
-            try:
-                assert self._writer_conn is not None
-                created = await trio.to_thread.run_sync(
-                    commit_batch,
-                    self._writer_conn,
-                    self._registry,
-                    self._known_tables,
-                    batch,
-                    limiter=self._limiter,
-                )
-                self._known_tables |= created
-            except Exception:
-                pass
-            finally:
+            with self._lock:
+                batch = self._pending[:MAX_BATCH_REQUESTS]
+                if not batch:
+                    self._draining = False
+                    return
+                del self._pending[:MAX_BATCH_REQUESTS]
                 for req in batch:
-                    req.wake()
+                    req.taken = True
+                self._metrics.pending_writes = len(self._pending)
+            self._metrics.batch(len(batch))
+            # Not lost: commit_batch gave its error to every request of the batch, which are
+            # woken with it just below.
+            with contextlib.suppress(BaseException):
+                self._known_tables |= commit_batch(
+                    conn, self._registry, self._known_tables, batch
+                )
+            try:
+                token.run_sync_soon(_wake_all, batch)
+            except trio.RunFinishedError:  # the trio run is gone: nobody waits any more
+                return
 
     async def _write(self, ops: Sequence[Op | IndexOp | TextIndexOp]) -> list[OpResult]:
         if self._closed:
             raise StoreClosed(self.path)
-        req = _Request(ops=ops, task=current_task())
-        self._pending.append(req)
-        self._metrics.pending_writes = len(self._pending)
-        self._wake.set()
+        # Encoded here, not in the writer thread, which would hold the GIL for it in the
+        # middle of the commit (and a document that cannot be stored fails before it queues).
+        encoded = [
+            [dumps(op.collection, d) for d in op.docs] if type(op) is InsertOp else None
+            for op in ops
+        ]
+        req = _Request(ops=ops, encoded=encoded, task=current_task())
+        with self._lock:
+            self._pending.append(req)
+            self._metrics.pending_writes = len(self._pending)
+            start, self._draining = not self._draining, True
+        if start:
+            self._start_writer()
         try:
             await wait_task_rescheduled(req.abort)
         except trio.Cancelled:
-            if not req.taken:
-                self._pending.remove(req)  # never started: state unchanged
+            with self._lock:
+                withdrawn = not req.taken
+                if withdrawn:
+                    self._pending.remove(req)  # never started: state unchanged
+            if withdrawn:
                 raise
             if not req.done:  # in flight: let it finish (uncancellably), then cancel
                 req.task = current_task()

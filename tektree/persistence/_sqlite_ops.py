@@ -283,6 +283,9 @@ class WriteRequest:
     """One writer's operations waiting for the group commit, and their outcome."""
 
     ops: Sequence[Op | IndexOp | TextIndexOp]
+    #: The JSON text of each ``InsertOp``'s documents (``None`` for other operations), when
+    #: the writer encoded them before queueing; else ``_run_coalesced`` encodes them.
+    encoded: Sequence[list[str] | None] | None = None
     taken: bool = False
     results: list[OpResult] = attrs.Factory(list)
     error: BaseException | None = None
@@ -383,13 +386,20 @@ def _run_coalesced(
     pending: dict[str, list[Any]] = {}
     for req in batch:
         results: list[OpResult] = []
-        for op in req.ops:
+        encoded = req.encoded
+        for i, op in enumerate(req.ops):
             if type(op) is InsertOp:
                 params = pending.setdefault(op.collection, [])
                 collection = op.collection
-                for doc in op.docs:
-                    params.append(doc[ID_FIELD])
-                    params.append(dumps(collection, doc))
+                texts = encoded[i] if encoded is not None else None
+                if texts is not None:
+                    for doc, text in zip(op.docs, texts, strict=True):
+                        params.append(doc[ID_FIELD])
+                        params.append(text)
+                else:
+                    for doc in op.docs:
+                        params.append(doc[ID_FIELD])
+                        params.append(dumps(collection, doc))
                 results.append([str(d[ID_FIELD]) for d in op.docs])
                 continue
             _flush(conn, pending)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,36 @@ from tektree.persistence import (
     StoreClosed,
     StoreUnavailable,
 )
+
+
+class WriterHold:
+    """Holds the store's writer thread in its next commit until :meth:`release`, so that the
+    writes queued meanwhile are all taken as one batch (the thread starts each commit as soon
+    as the last one ends, with whatever is queued then: one writer, if it is alone so far)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import tektree.persistence._sqlite as sqlite_module
+
+        self._armed, self._entered = threading.Event(), threading.Event()
+        self._release = threading.Event()
+        commit_batch = sqlite_module.commit_batch
+
+        def held(*args: Any) -> Any:
+            if self._armed.is_set() and not self._release.is_set():
+                self._entered.set()
+                self._release.wait(30)
+            return commit_batch(*args)
+
+        monkeypatch.setattr(sqlite_module, "commit_batch", held)
+
+    async def hold(self, store: SqliteStore, nursery: trio.Nursery, doc_id: str) -> None:
+        """Start a write of ``{"_id": doc_id}`` to ``"held"`` and return once its commit waits."""
+        self._armed.set()
+        nursery.start_soon(store.insert, "held", {"_id": doc_id})
+        assert await trio.to_thread.run_sync(self._entered.wait, 10)
+
+    def release(self) -> None:
+        self._release.set()
 
 
 async def test_file_is_wal_with_full_sync(tmp_path: Path) -> None:
@@ -66,10 +97,14 @@ async def test_unique_index_over_existing_duplicates_fails(tmp_path: Path) -> No
         assert store.describe_indexes() == {}
 
 
-async def test_group_commit_isolates_one_writers_violation(tmp_path: Path) -> None:
+async def test_group_commit_isolates_one_writers_violation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = WriterHold(monkeypatch)
     async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
         await store.ensure_index("u", IndexSpec(fields=[("email", 1)], unique=True, name="email"))
         await store.insert("u", {"_id": "taken", "email": "dup@x.io"})
+        await store.insert("held", {"_id": "warm"})  # its table exists before the hold
         outcomes: dict[int, str] = {}
 
         async def write(i: int) -> None:
@@ -81,23 +116,28 @@ async def test_group_commit_isolates_one_writers_violation(tmp_path: Path) -> No
                 outcomes[i] = f"dup {exc.key}"
 
         async with trio.open_nursery() as nursery:
+            await writer.hold(store, nursery, "holder")
             for i in range(40):
                 nursery.start_soon(write, i)
+            await trio.testing.wait_all_tasks_blocked()
+            writer.release()
         assert outcomes.pop(7) == "dup {'email': 'dup@x.io'}"
         assert set(outcomes.values()) == {"ok"}
         assert await store.count("u") == 40
         stats = store.statistics()
-        assert stats.largest_batch > 1  # concurrent writers shared transactions
+        assert stats.largest_batch == 40  # the queued writers shared one transaction
         assert stats.batched_writes == stats.operations["insert"].count + 1
 
 
 async def test_a_failed_writer_in_a_batch_keeps_the_others_and_their_new_tables(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A batch runs first without savepoints; a failure rolls it all back and it runs again,
     # each writer in its own savepoint: the tables the others created are there at the end.
+    writer = WriterHold(monkeypatch)
     async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
         await store.insert("u", {"_id": "taken"})
+        await store.insert("held", {"_id": "warm"})
         failed: list[str] = []
 
         async def write(i: int) -> None:
@@ -112,10 +152,13 @@ async def test_a_failed_writer_in_a_batch_keeps_the_others_and_their_new_tables(
                 unit.update("u", f"c{i}", {"$inc": {"n": 1}}, upsert=True)
 
         async with trio.open_nursery() as nursery:
+            await writer.hold(store, nursery, "holder")
             for i in range(8):
                 nursery.start_soon(write, i)
+            await trio.testing.wait_all_tasks_blocked()
+            writer.release()
         assert failed == ["{'_id': 'taken'}"]
-        assert store.statistics().largest_batch > 1
+        assert store.statistics().largest_batch == 8
         assert (await store.count("fresh0"), await store.count("fresh1")) == (4, 3)
         assert await store.count("u", {"n": 1}) == 7
         await store.insert("fresh0", {"_id": "after"})  # the writer knows the table
@@ -123,12 +166,13 @@ async def test_a_failed_writer_in_a_batch_keeps_the_others_and_their_new_tables(
 
 
 async def test_a_batch_gathers_its_inserts_and_keeps_their_order_with_other_writes(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One batch: many inserts into two collections (more rows than one statement holds), and
     # writers whose updates and deletes must see the inserts queued before them in the batch.
+    writer = WriterHold(monkeypatch)
     async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
-        await store.insert("warm", {"_id": "w"})  # the tables exist: no DDL in the batch
+        await store.insert("held", {"_id": "w"})  # the tables exist: no DDL in the batch
         await store.insert_many("a", [{"_id": "seed"}])
         await store.insert_many("b", [{"_id": "seed"}])
         order: list[str] = []
@@ -146,12 +190,15 @@ async def test_a_batch_gathers_its_inserts_and_keeps_their_order_with_other_writ
             order.append(f"unit{i}")
 
         async with trio.open_nursery() as nursery:
+            await writer.hold(store, nursery, "holder")
             for i in range(3):
                 nursery.start_soon(bulk, i)
                 nursery.start_soon(insert_then_update, i)
+            await trio.testing.wait_all_tasks_blocked()
+            writer.release()
         assert sorted(order) == ["bulk0", "bulk1", "bulk2", "unit0", "unit1", "unit2"]
         stats = store.statistics()
-        assert stats.largest_batch >= 6  # they did share one transaction
+        assert stats.largest_batch == 6  # they did share one transaction
         assert await store.count("a") == 1 + 900
         assert [await store.count("a", {"i": i}) for i in range(3)] == [300, 300, 300]
         assert await store.count("a", {"i": -1}) == 0  # each delete saw its insert
@@ -159,15 +206,42 @@ async def test_a_batch_gathers_its_inserts_and_keeps_their_order_with_other_writ
         assert (await store.get("a", "a2-299")) == {"_id": "a2-299", "i": 2}
 
 
-async def test_cancelled_queued_write_changes_nothing(tmp_path: Path) -> None:
+async def test_a_commit_goes_ahead_while_the_trio_thread_is_busy(tmp_path: Path) -> None:
+    # The writer thread starts and runs each commit itself: a write queued by one task is
+    # committed while another task keeps the trio thread busy without yielding (a trio task
+    # that started the commits would wait for the busy task to yield).
+    path = tmp_path / "s.sqlite3"
+    async with SqliteStore.open(path) as store:
+        await store.insert("c", {"_id": "first"})  # the table exists
+        raw = sqlite3.connect(path)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store.insert, "c", {"_id": "busy"})
+                await trio.testing.wait_all_tasks_blocked()  # it is queued and waits
+                deadline, seen = time.monotonic() + 10, False
+                while not seen and time.monotonic() < deadline:  # never yields to trio
+                    seen = raw.execute("SELECT 1 FROM c_c WHERE id = 'busy'").fetchone() is not None
+                assert seen, "the write was not committed while the trio thread was busy"
+        finally:
+            raw.close()
+        assert await store.get("c", "busy") == {"_id": "busy"}
+
+
+async def test_cancelled_queued_write_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = WriterHold(monkeypatch)
     async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        await store.insert("held", {"_id": "warm"})
         async with trio.open_nursery() as nursery:
+            await writer.hold(store, nursery, "holder")  # what follows stays queued
             for i in range(3):
                 nursery.start_soon(store.insert, "c", {"_id": f"first{i}"})
             await trio.testing.wait_all_tasks_blocked()
             with trio.CancelScope() as scope:
                 scope.cancel()
                 await store.insert("c", {"_id": "cancelled"})
+            writer.release()
         assert await store.get("c", "cancelled") is None
         assert await store.count("c") == 3
 
@@ -177,10 +251,11 @@ async def test_write_cancelled_in_flight_commits_then_raises_cancelled(
 ) -> None:
     import tektree.persistence._sqlite as sqlite_module
 
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
     commit_batch = sqlite_module.commit_batch
 
     def slow_commit(*args: Any) -> Any:
+        entered.set()
         release.wait(30)
         return commit_batch(*args)
 
@@ -197,7 +272,8 @@ async def test_write_cancelled_in_flight_commits_then_raises_cancelled(
         scope = trio.CancelScope()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(writer, scope)
-            await trio.testing.wait_all_tasks_blocked()  # its batch waits in the thread
+            assert await trio.to_thread.run_sync(entered.wait, 10)  # its batch is in the thread
+            await trio.testing.wait_all_tasks_blocked()
             scope.cancel()
             await trio.testing.wait_all_tasks_blocked()
             assert outcome == []  # still waiting for the commit it is part of
