@@ -305,12 +305,14 @@ class SqliteStore:
                     req.taken = True
                 self._metrics.pending_writes = len(self._pending)
             self._metrics.batch(len(batch))
-            # Not lost: commit_batch gave its error to every request of the batch, which are
-            # woken with it just below.
-            with contextlib.suppress(BaseException):
+            try:
                 self._known_tables |= commit_batch(
                     conn, self._registry, self._known_tables, batch
                 )
+            except BaseException as exc:  # commit_batch gave it to its requests already;
+                for req in batch:  # any it failed before reaching get it here
+                    if req.error is None:
+                        req.error, req.results = exc, []
             try:
                 token.run_sync_soon(_wake_all, batch)
             except trio.RunFinishedError:  # the trio run is gone: nobody waits any more

@@ -227,6 +227,28 @@ async def test_a_commit_goes_ahead_while_the_trio_thread_is_busy(tmp_path: Path)
         assert await store.get("c", "busy") == {"_id": "busy"}
 
 
+async def test_a_commit_that_fails_outright_fails_its_writers_and_the_next_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tektree.persistence._sqlite as sqlite_module
+
+    commit_batch = sqlite_module.commit_batch
+    failures = [RuntimeError("disk on fire")]
+
+    def failing(*args: Any) -> Any:
+        if failures:
+            raise failures.pop()  # before it ran anything or touched a request
+        return commit_batch(*args)
+
+    monkeypatch.setattr(sqlite_module, "commit_batch", failing)
+    async with SqliteStore.open(tmp_path / "s.sqlite3") as store:
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            await store.insert("c", {"_id": "lost"})
+        await store.insert("c", {"_id": "kept"})  # the writer thread goes on
+        assert await store.get("c", "lost") is None
+        assert await store.count("c") == 1
+
+
 async def test_cancelled_queued_write_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
