@@ -180,11 +180,15 @@ class Registry:
 
 
 def run_op(
-    conn: sqlite3.Connection, registry: Registry, op: Op | IndexOp | TextIndexOp
+    conn: sqlite3.Connection,
+    registry: Registry,
+    op: Op | IndexOp | TextIndexOp,
+    texts: Sequence[str] | None = None,
 ) -> OpResult:
-    """Run one operation on ``conn`` inside the caller's transaction."""
+    """Run one operation on ``conn`` inside the caller's transaction (``texts``: an
+    ``InsertOp``'s documents already encoded, else they are encoded here)."""
     if isinstance(op, InsertOp):
-        return _insert(conn, registry, op)
+        return _insert(conn, registry, op, texts)
     if isinstance(op, UpdateOp):
         return _update(conn, registry, op)
     if isinstance(op, DeleteOp):
@@ -200,15 +204,18 @@ def insert_sql(collection: str) -> str:
     return f"INSERT INTO {table(collection)} (id, doc) VALUES (?, ?)"
 
 
-def _insert(conn: sqlite3.Connection, registry: Registry, op: InsertOp) -> list[str]:
+def _insert(
+    conn: sqlite3.Connection, registry: Registry, op: InsertOp, texts: Sequence[str] | None
+) -> list[str]:
     """One ``execute`` for one document (an outbox event, a journal event); one
-    ``executemany`` for several (one cursor, one statement lookup), each encoded as it is
-    bound: the row that fails is the one last encoded."""
+    ``executemany`` for several (one cursor, one statement lookup), each bound in turn: the
+    row that fails is the one last bound."""
     collection = op.collection
     if len(op.docs) == 1:
         (doc,) = op.docs
+        text = texts[0] if texts is not None else dumps(collection, doc)
         try:
-            conn.execute(insert_sql(collection), (doc[ID_FIELD], dumps(collection, doc)))
+            conn.execute(insert_sql(collection), (doc[ID_FIELD], text))
         except sqlite3.IntegrityError as exc:
             raise registry.duplicate(exc, collection, doc) from None
         return [str(doc[ID_FIELD])]
@@ -216,9 +223,9 @@ def _insert(conn: sqlite3.Connection, registry: Registry, op: InsertOp) -> list[
 
     def rows() -> Iterator[tuple[Any, str]]:
         nonlocal last
-        for doc in op.docs:
+        for i, doc in enumerate(op.docs):
             last = doc
-            yield doc[ID_FIELD], dumps(collection, doc)
+            yield doc[ID_FIELD], texts[i] if texts is not None else dumps(collection, doc)
 
     try:
         conn.executemany(insert_sql(collection), rows())
@@ -283,9 +290,9 @@ class WriteRequest:
     """One writer's operations waiting for the group commit, and their outcome."""
 
     ops: Sequence[Op | IndexOp | TextIndexOp]
-    #: The JSON text of each ``InsertOp``'s documents (``None`` for other operations), when
-    #: the writer encoded them before queueing; else ``_run_coalesced`` encodes them.
-    encoded: Sequence[list[str] | None] | None = None
+    #: The JSON text of each ``InsertOp``'s documents, ``None`` for other operations: encoded
+    #: by the writer before it queued (``SqliteStore._write``).
+    encoded: Sequence[list[str] | None]
     taken: bool = False
     results: list[OpResult] = attrs.Factory(list)
     error: BaseException | None = None
@@ -335,16 +342,16 @@ def _commit(
             except Exception:
                 conn.execute("ROLLBACK")
                 raise _RequestFailed from None
-        for req in batch:
-            if not isolated:
-                continue
-            conn.execute("SAVEPOINT w")
-            try:
-                req.results = [run_op(conn, registry, op) for op in req.ops]
-            except Exception as exc:  # this request's own failure; the others go on
-                conn.execute("ROLLBACK TO w")
-                req.error, req.results = exc, []
-            conn.execute("RELEASE w")
+        else:
+            for req in batch:
+                conn.execute("SAVEPOINT w")
+                try:
+                    req.results = [run_op(conn, registry, op, texts)
+                                   for op, texts in zip(req.ops, req.encoded, strict=True)]
+                except Exception as exc:  # this request's own failure; the others go on
+                    conn.execute("ROLLBACK TO w")
+                    req.error, req.results = exc, []
+                conn.execute("RELEASE w")
         registry.text.apply_all(conn)  # after the last savepoint: one FTS flush per commit
         conn.execute("COMMIT")
     except _RequestFailed:
@@ -379,27 +386,19 @@ def _run_coalesced(
     document (a commit of 30 profile events inserts ~120 rows: journal and outbox) made the
     commit wait on the trio thread again and again. Here inserts wait, per collection and in
     their order, until the batch ends or another kind of operation comes (it may read what they
-    wrote), then go as a few statements of up to :data:`_MAX_ROWS` rows (sizes in powers of two,
-    so few statement shapes reach the connection's cache). Rows of different collections do not
+    wrote), then go as statements of up to :data:`_MAX_ROWS` rows (one shape per row count: the
+    writer's connection caches 1,024 statements). Rows of different collections do not
     see each other, so writing them collection by collection changes nothing. Any failure
     fails the whole batch: ``commit_batch`` then runs it again request by request."""
     pending: dict[str, list[Any]] = {}
     for req in batch:
         results: list[OpResult] = []
-        encoded = req.encoded
-        for i, op in enumerate(req.ops):
-            if type(op) is InsertOp:
+        for op, texts in zip(req.ops, req.encoded, strict=True):
+            if type(op) is InsertOp and texts is not None:
                 params = pending.setdefault(op.collection, [])
-                collection = op.collection
-                texts = encoded[i] if encoded is not None else None
-                if texts is not None:
-                    for doc, text in zip(op.docs, texts, strict=True):
-                        params.append(doc[ID_FIELD])
-                        params.append(text)
-                else:
-                    for doc in op.docs:
-                        params.append(doc[ID_FIELD])
-                        params.append(dumps(collection, doc))
+                for doc, text in zip(op.docs, texts, strict=True):
+                    params.append(doc[ID_FIELD])
+                    params.append(text)
                 results.append([str(d[ID_FIELD]) for d in op.docs])
                 continue
             _flush(conn, pending)
